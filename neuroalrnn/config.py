@@ -1,0 +1,115 @@
+"""The training configuration: one frozen, validated dataclass, saved as config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .envs.trials import WEIGHTINGS
+from .models import INITIALISATIONS, MODEL_KINDS
+
+OPTIMIZERS = ("adam", "radam")
+SCHEDULES = ("constant", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything needed to rebuild a training run.
+
+    Model: ``model`` (see ``MODEL_KINDS``), ``n_units`` (M), ``n_nonlinear``
+    (P; AL-RNN only), ``noise_std`` (recurrent noise σ_rec while training),
+    ``slope`` (α of the nonlinear units), ``init``.
+
+    Task: ``task`` name and ``task_kwargs`` for its constructor; the loss
+    weighting ``weighting`` ("epoch": each epoch of a trial weighs the same;
+    "uniform") times ``decision_weight`` on decision steps.
+
+    Optimisation: ``steps`` of ``batch_size`` fresh trials, ``optimizer``
+    (adam, radam), ``lr`` with ``schedule`` (constant; cosine to 5 % of lr;
+    step: ×0.1 at 2/3 of the steps), ``grad_clip`` (max global L2 norm; 0 = off),
+    ``seed``.
+
+    Bookkeeping: ``checkpoint_every`` steps, ``eval_every`` steps on
+    ``eval_trials`` held-out trials, and ``target_accuracy`` (stop once the
+    held-out decision accuracy reaches it; 0 = never stop early).
+    """
+
+    task: str = "stimulus-selection"
+    task_kwargs: dict[str, Any] = field(default_factory=dict)
+    model: str = "alrnn"
+    n_units: int = 64
+    n_nonlinear: int | None = 4
+    noise_std: float = 0.0
+    slope: float = 0.0
+    init: str = "reference"
+    weighting: str = "epoch"
+    decision_weight: float = 1.0
+    steps: int = 2000
+    batch_size: int = 32
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    schedule: str = "cosine"
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_every: int = 100
+    eval_trials: int = 500
+    target_accuracy: float = 0.0
+
+    def __post_init__(self) -> None:
+        _choice("model", self.model, tuple(MODEL_KINDS))
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("weighting", self.weighting, WEIGHTINGS)
+        _choice("init", self.init, INITIALISATIONS)
+        for name in ("n_units", "steps", "batch_size", "checkpoint_every", "eval_every", "eval_trials"):
+            _positive_int(name, getattr(self, name))
+        if self.model == "alrnn":
+            if self.n_nonlinear is None:
+                raise ValueError("n_nonlinear (P) is required for model 'alrnn'")
+            if isinstance(self.n_nonlinear, bool) or not isinstance(self.n_nonlinear, int):
+                raise ValueError(f"n_nonlinear must be an integer, got {self.n_nonlinear!r}")
+            if not 0 <= self.n_nonlinear <= self.n_units:
+                raise ValueError(
+                    f"n_nonlinear (P) must lie in [0, n_units={self.n_units}], got {self.n_nonlinear}"
+                )
+        for name in ("noise_std", "grad_clip", "decision_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.slope <= 1:
+            raise ValueError(f"slope must lie in [0, 1], got {self.slope}")
+        if not 0 <= self.target_accuracy <= 1:
+            raise ValueError(f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

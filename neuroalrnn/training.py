@@ -1,0 +1,279 @@
+"""Supervised training by backpropagation through time, with resumable run directories."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import envs
+from .config import TrainConfig
+from .models import build_model
+from .rundir import (
+    CHECKPOINT_FILE,
+    RunDirectoryError,
+    load_checkpoint,
+    read_config,
+    read_metrics,
+    save_checkpoint,
+    write_config,
+    write_metrics,
+)
+
+__all__ = [
+    "Trainer",
+    "TrainingDiverged",
+    "decision_accuracy",
+    "decision_choice",
+    "learning_rate",
+    "make_task",
+    "make_model",
+    "weighted_cross_entropy",
+]
+
+EVAL_SEED_OFFSET = 1_000_003
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+def make_task(config: TrainConfig):
+    return envs.make(config.task, **config.task_kwargs)
+
+
+def make_model(config: TrainConfig, env) -> nn.Module:
+    """The model of ``config`` sized for ``env``, initialised from ``config.seed``."""
+    generator = torch.Generator().manual_seed(config.seed)
+    return build_model(
+        config.model,
+        n_inputs=int(env.observation_space.shape[0]),
+        n_outputs=int(env.action_space.n),
+        n_units=config.n_units,
+        n_nonlinear=config.n_nonlinear,
+        noise_std=config.noise_std,
+        slope=config.slope,
+        init=config.init,
+        generator=generator,
+    )
+
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Σ_{n,t} w_{n,t} CE(y_{n,t}, target_{n,t}) / Σ_{n,t} [w_{n,t} > 0] ... normalised by valid steps.
+
+    ``weight`` is zero on padded steps; the sum is divided by the number of
+    steps with non-zero weight so the scale does not depend on padding.
+    """
+    per_step = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    weight = weight.flatten()
+    return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
+
+
+def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarray:
+    """Each trial's choice: the majority of per-step argmax outputs in the decision epoch.
+
+    ``outputs`` (trial, time, output), ``decision_mask`` (trial, time) bool.
+    Ties go to the lowest output index, so a trial that fixates as often as it
+    chooses counts as a fixation (never as correct).
+    """
+    predicted = outputs.argmax(axis=-1)
+    n_outputs = outputs.shape[-1]
+    votes = np.stack([((predicted == c) & decision_mask).sum(axis=1) for c in range(n_outputs)], axis=1)
+    return votes.argmax(axis=1)
+
+
+def decision_accuracy(outputs: np.ndarray, batch: envs.TrialBatch) -> float:
+    """Fraction of trials whose :func:`decision_choice` equals the correct choice."""
+    choice = decision_choice(outputs, batch.epoch_mask("decision"))
+    return float(np.mean(choice == batch.correct_choice()))
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate used for update number ``step`` (0-based)."""
+    if config.schedule == "constant":
+        return config.lr
+    if config.schedule == "step":
+        return config.lr * (0.1 if step >= 2 * config.steps // 3 else 1.0)
+    progress = min(step / max(config.steps, 1), 1.0)
+    floor = 0.05 * config.lr
+    return floor + 0.5 * (config.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+def _batch_seed(seed: int, step: int) -> int:
+    """The trial seed of training step ``step``: a pure function of (seed, step)."""
+    return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
+
+
+class Trainer:
+    """Train a model on a task and keep its run directory up to date.
+
+    Each step draws ``batch_size`` fresh trials whose seed depends only on
+    (seed, step), so a resumed run sees exactly the trials an uninterrupted one
+    would. The checkpoint holds the model, the optimiser, the torch RNG state
+    (for recurrent noise), the step and the elapsed time.
+
+    Usage::
+
+        trainer = Trainer(TrainConfig(steps=1500), "runs/demo").fit()
+        trainer = Trainer.resume("runs/demo").fit()
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+        self.env = make_task(config)
+        torch.manual_seed(config.seed)
+        self.model = make_model(config, self.env)
+        optimizer_class = torch.optim.RAdam if config.optimizer == "radam" else torch.optim.Adam
+        self.optimizer = optimizer_class(self.model.parameters(), lr=config.lr)
+        self.step = 0
+        self.elapsed = 0.0
+        self.metrics: list[dict[str, Any]] = []
+        self.stopped_early = False
+        self._eval_batch: envs.TrialBatch | None = None
+        self._saved_step: int | None = None
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
+        """Continue the run in ``run_dir`` from its checkpoint (optionally to a new ``steps``)."""
+        config = read_config(run_dir)
+        if steps is not None:
+            config = config.replace(steps=steps)
+        trainer = cls(config, run_dir, progress=progress)
+        state = load_checkpoint(run_dir)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng_torch"])
+        trainer.step = int(state["step"])
+        trainer.elapsed = float(state["elapsed"])
+        trainer.metrics = [row for row in read_metrics(run_dir) if row["step"] <= trainer.step]
+        trainer._resumed = True
+        trainer._saved_step = trainer.step
+        return trainer
+
+    _resumed = False
+
+    def sample_batch(self, step: int) -> envs.TrialBatch:
+        config = self.config
+        return envs.sample_trials(
+            self.env,
+            config.batch_size,
+            seed=_batch_seed(config.seed, step),
+            task_name=config.task,
+            weighting=config.weighting,
+            decision_weight=config.decision_weight,
+        )
+
+    def evaluate(self) -> float:
+        """Decision accuracy on the held-out evaluation trials (noiseless model)."""
+        if self._eval_batch is None:
+            self._eval_batch = envs.sample_trials(
+                self.env, self.config.eval_trials, seed=self.config.seed + EVAL_SEED_OFFSET, task_name=self.config.task
+            )
+        was_training = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            outputs, _ = self.model(torch.from_numpy(self._eval_batch.inputs))
+        self.model.train(was_training)
+        return decision_accuracy(outputs.numpy(), self._eval_batch)
+
+    def fit(self) -> Trainer:
+        """Train until ``config.steps`` (or the accuracy criterion); returns ``self``."""
+        config = self.config
+        if not self._resumed and (self.run_dir / CHECKPOINT_FILE).exists():
+            raise RunDirectoryError(
+                f"{self.run_dir} already holds a run; resume it (--resume) or choose another output directory"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_config(self.run_dir, config)
+        self.model.train()
+        bar = tqdm(
+            total=config.steps, initial=self.step, desc="training", unit="step",
+            disable=not self.progress, dynamic_ncols=True,
+        )
+        started = time.perf_counter() - self.elapsed
+        in_update = False
+        try:
+            while self.step < config.steps and not self.stopped_early:
+                batch = self.sample_batch(self.step)
+                lr = learning_rate(config, self.step)
+                in_update = True
+                loss, accuracy = self._update(batch, lr)
+                self.step += 1
+                in_update = False
+                self.elapsed = time.perf_counter() - started
+                row = {"step": self.step, "loss": loss, "accuracy": accuracy, "eval_accuracy": "",
+                       "lr": lr, "wall_time": round(self.elapsed, 3)}
+                if self.step % config.eval_every == 0 or self.step == config.steps:
+                    row["eval_accuracy"] = self.evaluate()
+                    if config.target_accuracy > 0 and row["eval_accuracy"] >= config.target_accuracy:
+                        self.stopped_early = True
+                self.metrics.append(row)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}")
+                if self.step % config.checkpoint_every == 0:
+                    self.save()
+        except TrainingDiverged:
+            write_metrics(self.run_dir, self.metrics)
+            raise
+        except KeyboardInterrupt:
+            if not in_update:  # the state is consistent between updates
+                self.save()
+            raise
+        finally:
+            bar.close()
+        self.save()
+        return self
+
+    def _update(self, batch: envs.TrialBatch, lr: float) -> tuple[float, float]:
+        inputs = torch.from_numpy(batch.inputs)
+        outputs, _ = self.model(inputs)
+        loss = weighted_cross_entropy(outputs, torch.from_numpy(batch.targets), torch.from_numpy(batch.weight))
+        if not torch.isfinite(loss):
+            self._diverged(f"loss is {loss.item()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not torch.isfinite(grad_norm):
+            self._diverged(f"gradient norm is {grad_norm.item()}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return float(loss.item()), decision_accuracy(outputs.detach().numpy(), batch)
+
+    def _diverged(self, what: str) -> None:
+        kept = (
+            f"the last good checkpoint (step {self._saved_step}) is kept in {self.run_dir}"
+            if self._saved_step is not None
+            else "no checkpoint had been written yet"
+        )
+        raise TrainingDiverged(
+            f"training diverged at step {self.step + 1}: {what}; {kept}. "
+            "Try a lower learning rate (--lr) or gradient clipping (--grad-clip)."
+        )
+
+    def save(self) -> None:
+        """Write checkpoint.pt and metrics.csv for the current step (atomically)."""
+        state = {
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng_torch": torch.get_rng_state(),
+        }
+        save_checkpoint(self.run_dir, state)
+        write_metrics(self.run_dir, self.metrics)
+        self._saved_step = self.step
+
+    @property
+    def final_accuracy(self) -> float | None:
+        evaluated = [row["eval_accuracy"] for row in self.metrics if row["eval_accuracy"] != ""]
+        return float(evaluated[-1]) if evaluated else None
