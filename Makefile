@@ -23,7 +23,7 @@ install: $(STAMP)
 demo: install
 	rm -rf $(DEMO_DIR)
 	$(BIN)/neuroalrnn train --task stimulus-selection --model alrnn --units 64 --nonlinear 4 \
-		--steps 1500 --seed 0 --target-accuracy 0.93 --out $(DEMO_DIR)
+		--steps 2000 --seed 0 --out $(DEMO_DIR)
 	$(BIN)/neuroalrnn evaluate $(DEMO_DIR) --trials 2000
 
 test: install

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from . import envs
 from .config import TrainConfig
+from .evaluation import decision_choice
 from .models import build_model
 from .rundir import (
     CHECKPOINT_FILE,
@@ -30,7 +31,7 @@ __all__ = [
     "Trainer",
     "TrainingDiverged",
     "decision_accuracy",
-    "decision_choice",
+    "load_model",
     "learning_rate",
     "make_task",
     "make_model",
@@ -64,28 +65,28 @@ def make_model(config: TrainConfig, env) -> nn.Module:
     )
 
 
-def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Σ_{n,t} w_{n,t} CE(y_{n,t}, target_{n,t}) / Σ_{n,t} [w_{n,t} > 0] ... normalised by valid steps.
+def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
+    """The config, the trained model (eval mode) and the task of a run directory."""
+    config = read_config(run_dir)
+    state = load_checkpoint(run_dir)
+    env = make_task(config)
+    model = make_model(config, env)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise RunDirectoryError(f"checkpoint in {run_dir} does not match its config.json: {error}") from None
+    return config, model.eval(), env
 
-    ``weight`` is zero on padded steps; the sum is divided by the number of
-    steps with non-zero weight so the scale does not depend on padding.
+
+def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L = Σ_{n,t} w_{n,t} CE(y_{n,t}, target_{n,t}) / #{(n,t): w_{n,t} > 0}.
+
+    ``weight`` is zero on padded steps, and the sum is divided by the number of
+    weighted steps, so the scale of the loss does not depend on padding.
     """
     per_step = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
     weight = weight.flatten()
     return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
-
-
-def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarray:
-    """Each trial's choice: the majority of per-step argmax outputs in the decision epoch.
-
-    ``outputs`` (trial, time, output), ``decision_mask`` (trial, time) bool.
-    Ties go to the lowest output index, so a trial that fixates as often as it
-    chooses counts as a fixation (never as correct).
-    """
-    predicted = outputs.argmax(axis=-1)
-    n_outputs = outputs.shape[-1]
-    votes = np.stack([((predicted == c) & decision_mask).sum(axis=1) for c in range(n_outputs)], axis=1)
-    return votes.argmax(axis=1)
 
 
 def decision_accuracy(outputs: np.ndarray, batch: envs.TrialBatch) -> float:

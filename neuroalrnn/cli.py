@@ -1,0 +1,188 @@
+"""The ``neuroalrnn`` command line: a thin layer over the library.
+
+Commands: ``tasks``, ``train``, ``evaluate``. Bad input exits non-zero with
+one readable line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+NAME = "neuroalrnn"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _task_option(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=NAME, description="Train and evaluate almost-linear RNNs on cognitive tasks.")
+    parser.add_argument("--threads", type=_positive_int, default=1,
+                        help="torch threads (default 1: fastest for small RNNs on few cores)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("tasks", help="list the available tasks")
+
+    train = commands.add_parser("train", help="train a model on a task (or resume a run)")
+    train.add_argument("--out", type=Path, help="new run directory")
+    train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
+    train.add_argument("--task", default="stimulus-selection", help="task name (see `neuroalrnn tasks`)")
+    train.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
+                       help="task constructor option, e.g. sigma=0.3 (value parsed as JSON if it can be)")
+    train.add_argument("--model", default="alrnn", help="alrnn, linear, plrnn, tanh, gru or lstm")
+    train.add_argument("--units", type=_positive_int, default=64, help="M, the number of units")
+    train.add_argument("--nonlinear", type=_non_negative_int, default=4, help="P, the number of ReLU units (alrnn)")
+    train.add_argument("--init", default="reference", help="reference or stable (see ALRNN)")
+    train.add_argument("--noise", type=float, default=0.0, help="recurrent noise std σ_rec while training")
+    train.add_argument("--slope", type=float, default=0.0, help="leaky slope α of the P units (0 = ReLU)")
+    train.add_argument("--steps", type=_positive_int, help="training steps (default 2000; with --resume: new total)")
+    train.add_argument("--batch-size", type=_positive_int, default=32)
+    train.add_argument("--optimizer", default="adam", help="adam or radam")
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--schedule", default="cosine", help="constant, cosine or step")
+    train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0 = off)")
+    train.add_argument("--weighting", default="epoch", help="loss weights: epoch (each epoch equal) or uniform")
+    train.add_argument("--decision-weight", type=float, default=1.0, help="extra factor on decision steps")
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--checkpoint-every", type=_positive_int, default=250)
+    train.add_argument("--eval-every", type=_positive_int, default=100)
+    train.add_argument("--eval-trials", type=_positive_int, default=500)
+    train.add_argument("--target-accuracy", type=float, default=0.0,
+                       help="stop once held-out decision accuracy reaches this (0 = train all steps)")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
+    evaluate.add_argument("run_dir", type=Path, metavar="DIR")
+    evaluate.add_argument("--trials", type=_positive_int, default=1000)
+    evaluate.add_argument("--seed", type=_non_negative_int, default=None,
+                          help="trial seed (default: a seed distinct from training and held-out trials)")
+    evaluate.add_argument("--noise", action="store_true", help="keep the recurrent noise on while simulating")
+    return parser
+
+
+def _train(args) -> int:
+    from .config import TrainConfig
+    from .training import Trainer
+
+    if (args.out is None) == (args.resume is None):
+        raise ValueError("give exactly one of --out DIR (a new run) or --resume DIR")
+    if args.resume is not None:
+        trainer = Trainer.resume(args.resume, steps=args.steps, progress=not args.no_progress)
+    else:
+        config = TrainConfig(
+            task=args.task, task_kwargs=dict(args.task_option), model=args.model, n_units=args.units,
+            n_nonlinear=args.nonlinear if args.model == "alrnn" else None, noise_std=args.noise,
+            slope=args.slope, init=args.init, weighting=args.weighting, decision_weight=args.decision_weight,
+            steps=args.steps or TrainConfig.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+            lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
+            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
+            target_accuracy=args.target_accuracy,
+        )
+        trainer = Trainer(config, args.out, progress=not args.no_progress)
+    try:
+        trainer.fit()
+    except KeyboardInterrupt:
+        print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} train --resume "
+              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer._saved_step})", file=sys.stderr)
+        return 130
+    how = "reached the accuracy criterion" if trainer.stopped_early else "finished"
+    print(f"{how} at step {trainer.step} in {trainer.elapsed:.1f} s; "
+          f"held-out decision accuracy {trainer.final_accuracy:.3f} ({trainer.config.eval_trials} trials)")
+    print(f"run directory: {trainer.run_dir}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation import accuracy_by, plot_psychometric, psychometric
+    from .simulate import simulate, write_trials
+    from .training import load_model
+
+    config, model, env = load_model(args.run_dir)
+    seed = args.seed if args.seed is not None else config.seed + 2_000_003
+    trials = simulate(model, env, args.trials, seed=seed, noise=args.noise, task_name=config.task,
+                      config=config.to_dict())
+    path = write_trials(trials, args.run_dir / "trials.nc")
+    overall = float(accuracy_by(trials))
+    print(f"decision accuracy: {overall:.3f} ({args.trials} trials, seed {seed})")
+    categorical = [name for name, coord in trials.coords.items()
+                   if coord.dims == ("trial",) and coord.dtype.kind in "OU" and name != "task"]
+    for name in categorical:
+        for value, accuracy in accuracy_by(trials, name).to_series().items():
+            print(f"  {name} = {value}: {accuracy:.3f}")
+    print(f"wrote {path}")
+    try:
+        curve = psychometric(trials)
+    except ValueError as reason:
+        print(f"no psychometric figure: {reason}")
+    else:
+        title = f"{config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
+        figure = plot_psychometric(curve, args.run_dir / "figures" / "psychometric.png", title=title)
+        print(f"wrote {figure}")
+    return 0
+
+
+def _tasks(_args) -> int:
+    from .envs import list_tasks
+
+    tasks = list_tasks()
+    width = max(map(len, tasks))
+    for name, description in tasks.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from .rundir import RunDirectoryError
+    from .training import TrainingDiverged
+
+    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, OSError, RunDirectoryError, TrainingDiverged) as error:
+        print(f"{NAME}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\n{NAME}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Decision accuracy and psychometric curves, from plain arrays or a trials Dataset.
+
+A trial's *choice* is the majority of the per-step argmax outputs over its
+decision epoch; ties go to the lowest output index (fixate), so an undecided
+trial never counts as correct. *Decision accuracy* is the fraction of trials
+whose choice equals the target label at the trial's last decision step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "accuracy_by",
+    "choices",
+    "decision_choice",
+    "plot_psychometric",
+    "psychometric",
+]
+
+
+def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarray:
+    """(trial,) choices from ``outputs`` (trial, time, output) and ``decision_mask`` (trial, time)."""
+    predicted = outputs.argmax(axis=-1)
+    votes = np.stack(
+        [((predicted == c) & decision_mask).sum(axis=1) for c in range(outputs.shape[-1])], axis=1
+    )
+    return votes.argmax(axis=1)
+
+
+def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
+    """Per-trial ``choice``, ``correct_choice`` and ``correct`` of a trials Dataset."""
+    in_decision = (trials["epoch"] == decision_epoch).values & trials["mask"].values
+    if not in_decision.any(axis=1).all():
+        raise ValueError(f"some trials have no {decision_epoch!r} epoch")
+    choice = decision_choice(trials["outputs"].values, in_decision)
+    n_steps = in_decision.shape[1]
+    last = n_steps - 1 - np.argmax(in_decision[:, ::-1], axis=1)
+    correct_choice = trials["targets"].values[np.arange(len(last)), last]
+    result = xr.Dataset(
+        {
+            "choice": ("trial", choice),
+            "correct_choice": ("trial", correct_choice),
+            "correct": ("trial", choice == correct_choice),
+        },
+        coords={name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)},
+    )
+    return result
+
+
+def accuracy_by(trials: xr.Dataset, by: str | None = None) -> xr.DataArray:
+    """Decision accuracy overall (``by=None``) or per value of the trial coordinate ``by``."""
+    correct = choices(trials)["correct"].astype(float)
+    if by is None:
+        return correct.mean("trial")
+    if by not in correct.coords:
+        valid = [name for name, c in trials.coords.items() if c.dims == ("trial",)]
+        raise ValueError(f"no trial condition {by!r}; conditions: {valid}")
+    return correct.groupby(by).mean()
+
+
+def psychometric(
+    trials: xr.Dataset,
+    coherences: tuple[str, ...] = ("coh_motion", "coh_colour"),
+    context: str = "context",
+    choice_label: str = "right",
+) -> xr.DataArray:
+    """P(choice = ``choice_label``) per context, modality and signed coherence.
+
+    Returns a DataArray (context, modality, coherence); NaN where a combination
+    was never sampled.
+    """
+    missing = [name for name in (*coherences, context) if name not in trials.coords]
+    if missing:
+        raise ValueError(f"trials lack the conditions {missing} needed for a psychometric curve")
+    labels = list(trials["output"].values)
+    if choice_label not in labels:
+        raise ValueError(f"no output named {choice_label!r}; outputs: {labels}")
+    chose = (choices(trials)["choice"] == labels.index(choice_label)).astype(float)
+    curves = []
+    for name in coherences:
+        by_coherence = chose.groupby([context, name]).mean().rename({name: "coherence"})
+        curves.append(by_coherence.expand_dims(modality=[name]))
+    return xr.concat(curves, dim="modality", join="outer").rename("p_choice")
+
+
+def plot_psychometric(curve: xr.DataArray, path: str | Path, title: str = "") -> Path:
+    """One panel per context: P(right) against each modality's signed coherence."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend state
+
+    contexts = list(curve["context"].values)
+    fig = Figure(figsize=(4.2 * len(contexts), 3.6))
+    axes = fig.subplots(1, len(contexts), sharey=True, squeeze=False)
+    for ax, context in zip(axes[0], contexts, strict=True):
+        for modality in curve["modality"].values:
+            line = curve.sel(context=context, modality=modality).dropna("coherence")
+            label = str(modality).removeprefix("coh_")
+            ax.plot(line["coherence"], line, marker="o", label=label)
+        ax.axhline(0.5, color="0.8", lw=0.8, zorder=0)
+        ax.axvline(0.0, color="0.8", lw=0.8, zorder=0)
+        ax.set_title(f"context: {context}")
+        ax.set_xlabel("signed coherence")
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("P(right)")
+    axes[0][-1].legend(title="evidence", frameon=False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    tmp.replace(path)
+    return path
