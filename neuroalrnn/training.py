@@ -71,10 +71,19 @@ def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
     state = load_checkpoint(run_dir)
     env = make_task(config)
     model = make_model(config, env)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as error:
-        raise RunDirectoryError(f"checkpoint in {run_dir} does not match its config.json: {error}") from None
+    expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
+    found = {name: tuple(value.shape) for name, value in state["model"].items()}
+    if found != expected:
+        differences = [
+            f"{name} {found.get(name, 'missing')} vs {expected.get(name, 'absent')}"
+            for name in sorted(set(found) | set(expected))
+            if found.get(name) != expected.get(name)
+        ]
+        raise RunDirectoryError(
+            f"checkpoint in {run_dir} does not match its config.json "
+            f"(checkpoint vs config shapes: {'; '.join(differences)})"
+        )
+    model.load_state_dict(state["model"])
     return config, model.eval(), env
 
 

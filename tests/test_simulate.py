@@ -1,0 +1,133 @@
+"""simulate -> trials.nc: layout, regime codes, NetCDF round trip; accuracy and psychometric curves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from neuroalrnn import ALRNN, GRUBaseline, regime_codes
+from neuroalrnn.envs import make
+from neuroalrnn.evaluation import accuracy_by, choices, decision_choice, psychometric
+from neuroalrnn.simulate import read_trials, simulate, write_trials
+
+
+@pytest.fixture
+def model() -> ALRNN:
+    torch.manual_seed(0)
+    return ALRNN(5, 3, 10, 4, noise_std=0.1).eval()
+
+
+def test_dataset_layout(model):
+    trials = simulate(model, "stimulus-selection", 7, seed=1)
+    assert dict(trials.sizes) == {"trial": 7, "time": trials.sizes["time"], "input": 5, "unit": 10, "output": 3}
+    for name in ("inputs", "targets", "outputs", "latents", "regime", "mask"):
+        assert name in trials
+    assert trials["epoch"].dims == ("trial", "time")
+    assert set(np.unique(trials["epoch"].values)) <= {"fixation", "context", "stimulus", "delay", "decision", ""}
+    assert (trials["epoch"].values == "").tolist() == (~trials["mask"].values).tolist()
+    assert trials["time"].attrs["units"] == "ms"
+    np.testing.assert_allclose(np.diff(trials["time"].values), 50.0)
+    for condition in ("context", "coh_motion", "coh_colour", "ground_truth", "task"):
+        assert trials[condition].dims == ("trial",)
+    assert list(trials["output"].values) == ["fixate", "left", "right"]
+    assert trials.attrs["model"] == "alrnn" and trials.attrs["n_nonlinear"] == 4
+    assert trials.attrs["n_units"] == 10 and trials.attrs["dt"] == 50.0 and trials.attrs["seed"] == 1
+
+
+def test_outputs_regimes_and_inputs_are_consistent_with_the_model(model):
+    trials = simulate(model, "stimulus-selection", 5, seed=2)
+    latents = trials["latents"].values
+    np.testing.assert_allclose(
+        trials["outputs"].values, latents @ model.B.detach().numpy().T + model.b.detach().numpy(), atol=1e-5
+    )
+    np.testing.assert_array_equal(trials["regime"].values, regime_codes(latents, 4))
+    with torch.no_grad():
+        _, again = model(torch.from_numpy(trials["inputs"].values))
+    np.testing.assert_allclose(again.numpy(), latents, atol=1e-6)  # eval mode: noise off
+
+
+def test_same_seed_same_trials_and_noise_flag(model):
+    first = simulate(model, "stimulus-selection", 4, seed=5)
+    second = simulate(model, "stimulus-selection", 4, seed=5)
+    xr.testing.assert_identical(first.drop_attrs(), second.drop_attrs())
+    noisy = simulate(model, "stimulus-selection", 4, seed=5, noise=True)
+    assert not np.allclose(noisy["latents"].values, first["latents"].values)
+    assert not model.training
+
+
+def test_netcdf_round_trip(tmp_path, model):
+    trials = simulate(model, "stimulus-selection", 6, seed=3, config={"seed": 3})
+    path = write_trials(trials, tmp_path / "trials.nc")
+    loaded = read_trials(path)
+    xr.testing.assert_identical(loaded, trials)
+    assert loaded["mask"].dtype == bool
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_read_trials_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no trials file"):
+        read_trials(tmp_path / "missing.nc")
+    xr.Dataset({"x": ("trial", [1, 2])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
+    with pytest.raises(ValueError, match="missing variables"):
+        read_trials(tmp_path / "other.nc")
+
+
+def test_many_nonlinear_units_give_packed_regimes():
+    big = ALRNN(5, 3, 70, 70).eval()
+    trials = simulate(big, "stimulus-selection", 2, seed=0)
+    assert trials["regime"].dims == ("trial", "time", "regime_byte")
+    bits = np.unpackbits(trials["regime"].values, axis=-1, bitorder="little")[..., :70]
+    np.testing.assert_array_equal(bits.astype(bool), trials["latents"].values > 0)
+
+
+def test_baselines_have_no_regimes():
+    trials = simulate(GRUBaseline(5, 3, 8).eval(), "stimulus-selection", 3, seed=0)
+    assert "regime" not in trials and trials.attrs["model"] == "gru"
+
+
+def test_input_size_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="n_inputs=4"):
+        simulate(ALRNN(4, 3, 8, 2), "stimulus-selection", 2)
+
+
+def test_decision_choice_majority_and_ties():
+    outputs = np.zeros((3, 4, 3))
+    outputs[0, :, 2] = 1  # right at every step
+    outputs[1, 1:3, 1] = 1  # two left, two fixate (ties go to fixate)
+    outputs[1, [0, 3], 0] = 1
+    outputs[2, :3, 1] = 1  # three left, one right
+    outputs[2, 3, 2] = 1
+    decision = np.ones((3, 4), dtype=bool)
+    np.testing.assert_array_equal(decision_choice(outputs, decision), [2, 0, 1])
+
+
+def _perfect_trials(n_trials: int = 200) -> xr.Dataset:
+    """Trials whose outputs follow the context-relevant evidence exactly."""
+    env = make("stimulus-selection")
+    model = ALRNN(5, 3, 4, 0)
+    trials = simulate(model, env, n_trials, seed=11)
+    targets = trials["targets"].values
+    outputs = np.eye(3)[targets] * 5.0
+    return trials.assign(outputs=(("trial", "time", "output"), outputs.astype(np.float32)))
+
+
+def test_accuracy_and_psychometric_of_a_perfect_observer():
+    trials = _perfect_trials()
+    assert float(accuracy_by(trials)) == 1.0
+    per_context = accuracy_by(trials, "context")
+    assert set(per_context["context"].values) == {"motion", "colour"}
+    assert np.all(per_context.values == 1.0)
+    assert np.all(choices(trials)["correct_choice"].values == trials["ground_truth"].values)
+    curve = psychometric(trials)
+    motion_in_motion = curve.sel(context="motion", modality="coh_motion").dropna("coherence")
+    assert np.all(motion_in_motion.sel(coherence=motion_in_motion.coherence > 0) == 1.0)
+    assert np.all(motion_in_motion.sel(coherence=motion_in_motion.coherence < 0) == 0.0)
+    colour_in_motion = curve.sel(context="motion", modality="coh_colour").dropna("coherence")
+    assert 0.2 < float(colour_in_motion.mean()) < 0.8  # the irrelevant modality is ignored
+
+
+def test_accuracy_by_unknown_condition_lists_conditions():
+    with pytest.raises(ValueError, match="conditions: .*context"):
+        accuracy_by(_perfect_trials(20), "colour_of_sky")
