@@ -48,6 +48,7 @@ class StimulusSelection(TrialEnv):
 
     Trial conditions (keys of the dict returned by ``new_trial``):
     ``context`` ("motion"/"colour"), ``coh_motion``, ``coh_colour`` (signed),
+    ``coh_relevant`` (the signed coherence of the context's modality),
     ``ground_truth`` (1 left, 2 right).
     """
 
@@ -57,7 +58,7 @@ class StimulusSelection(TrialEnv):
         "tags": ["perceptual", "context dependent", "two-alternative", "supervised"],
     }
     epoch_names = ("fixation", "context", "stimulus", "delay", "decision")
-    condition_names = ("context", "coh_motion", "coh_colour", "ground_truth")
+    condition_names = ("context", "coh_motion", "coh_colour", "coh_relevant", "ground_truth")
 
     def __init__(
         self,
@@ -110,6 +111,7 @@ class StimulusSelection(TrialEnv):
         relevant = trial["coh_motion"] if trial["context"] == "motion" else trial["coh_colour"]
         if relevant == 0:
             raise ValueError("the relevant coherence must be non-zero")
+        trial["coh_relevant"] = relevant
         trial["ground_truth"] = 2 if relevant > 0 else 1
 
         self.add_period(list(self.epoch_names))

@@ -143,6 +143,11 @@ def _evaluate(args) -> int:
     for name in categorical:
         for value, accuracy in accuracy_by(trials, name).to_series().items():
             print(f"  {name} = {value}: {accuracy:.3f}")
+    if "coh_relevant" in trials.coords:
+        strength = abs(trials["coh_relevant"])
+        for value, accuracy in accuracy_by(trials.assign_coords({"|relevant coherence|": strength}),
+                                           "|relevant coherence|").to_series().items():
+            print(f"  |relevant coherence| = {value:g}: {accuracy:.3f}")
     print(f"wrote {path}")
     try:
         curve = psychometric(trials)

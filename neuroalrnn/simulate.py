@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ import torch
 import xarray as xr
 
 from . import __version__, envs
-from .rundir import versions
+from .rundir import atomic_path, versions
 
 __all__ = ["read_trials", "simulate", "write_trials"]
 
@@ -115,17 +114,9 @@ def trials_dataset(
 
 def write_trials(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a trials Dataset to NetCDF (h5netcdf) atomically: temp file, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         dataset.to_netcdf(tmp, engine="h5netcdf")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def read_trials(path: str | os.PathLike) -> xr.Dataset:

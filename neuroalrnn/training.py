@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,7 @@ class Trainer:
         bar = tqdm(
             total=config.steps, initial=self.step, desc="training", unit="step",
             disable=not self.progress, dynamic_ncols=True,
+            mininterval=0.2 if sys.stderr.isatty() else 10.0,  # a log file gets a line per 10 s
         )
         started = time.perf_counter() - self.elapsed
         in_update = False
