@@ -56,6 +56,7 @@ class StimulusSelection(TrialEnv):
         "paper_link": "https://www.nature.com/articles/nature12742",
         "paper_name": "Context-dependent computation by recurrent dynamics in prefrontal cortex",
         "tags": ["perceptual", "context dependent", "two-alternative", "supervised"],
+        "render_modes": [],
     }
     epoch_names = ("fixation", "context", "stimulus", "delay", "decision")
     condition_names = ("context", "coh_motion", "coh_colour", "coh_relevant", "ground_truth")
@@ -71,7 +72,7 @@ class StimulusSelection(TrialEnv):
         cohs = tuple(float(c) for c in cohs)
         if not cohs or any(c <= 0 for c in cohs):
             raise ValueError(f"cohs must be positive unsigned coherences, got {cohs}")
-        if sigma < 0:
+        if not sigma >= 0:  # also rejects NaN
             raise ValueError(f"sigma must be >= 0, got {sigma}")
         self.cohs = np.asarray(cohs)
         self.sigma = float(sigma)

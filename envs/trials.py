@@ -97,7 +97,7 @@ def sample_trials(
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    if decision_weight < 0:
+    if not decision_weight >= 0:  # also rejects NaN
         raise ValueError(f"decision_weight must be >= 0, got {decision_weight}")
     base = env.unwrapped
     if seed is not None:

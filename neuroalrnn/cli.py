@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", default="alrnn", help="alrnn, linear, plrnn, tanh, gru or lstm")
     train.add_argument("--units", type=_positive_int, default=64, help="M, the number of units")
     train.add_argument("--nonlinear", type=_non_negative_int, default=4, help="P, the number of ReLU units (alrnn)")
-    train.add_argument("--init", default="reference", help="reference or stable (see ALRNN)")
+    train.add_argument("--init", default="stable", help="stable (default) or reference (see ALRNN)")
     train.add_argument("--noise", type=float, default=0.0, help="recurrent noise std σ_rec while training")
     train.add_argument("--slope", type=float, default=0.0, help="leaky slope α of the P units (0 = ReLU)")
     train.add_argument("--steps", type=_positive_int, help="training steps (default 2000; with --resume: new total)")

@@ -43,7 +43,7 @@ class TrainConfig:
     n_nonlinear: int | None = 4
     noise_std: float = 0.0
     slope: float = 0.0
-    init: str = "reference"
+    init: str = "stable"
     weighting: str = "epoch"
     decision_weight: float = 1.0
     steps: int = 2000

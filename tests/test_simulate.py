@@ -40,7 +40,7 @@ def test_outputs_regimes_and_inputs_are_consistent_with_the_model(model):
     trials = simulate(model, "stimulus-selection", 5, seed=2)
     latents = trials["latents"].values
     np.testing.assert_allclose(
-        trials["outputs"].values, latents @ model.B.detach().numpy().T + model.b.detach().numpy(), atol=1e-5
+        trials["outputs"].values, latents @ model.B.detach().numpy().T + model.b.detach().numpy(), rtol=1e-5, atol=1e-5
     )
     np.testing.assert_array_equal(trials["regime"].values, regime_codes(latents, 4))
     with torch.no_grad():
