@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["WEIGHTINGS", "TrialBatch", "sample_trials"]
+__all__ = ["WEIGHTINGS", "TrialBatch", "sample_trials", "target_at_last_step"]
 
 WEIGHTINGS = ("epoch", "uniform")
 PAD_EPOCH = -1
@@ -64,11 +64,15 @@ class TrialBatch:
 
     def correct_choice(self, decision_epoch: str = "decision") -> np.ndarray:
         """(trial,) the target label of each trial's last decision step."""
-        in_decision = self.epoch_mask(decision_epoch)
-        if not in_decision.any(axis=1).all():
-            raise ValueError(f"some trials have no {decision_epoch!r} epoch")
-        last = self.n_steps - 1 - np.argmax(in_decision[:, ::-1], axis=1)
-        return self.targets[np.arange(self.n_trials), last]
+        return target_at_last_step(self.targets, self.epoch_mask(decision_epoch), decision_epoch)
+
+
+def target_at_last_step(targets: np.ndarray, in_epoch: np.ndarray, epoch_name: str = "decision") -> np.ndarray:
+    """(trial,) ``targets`` (trial, time) at each trial's last step where ``in_epoch`` is True."""
+    if not in_epoch.any(axis=1).all():
+        raise ValueError(f"some trials have no {epoch_name!r} epoch")
+    last = in_epoch.shape[1] - 1 - np.argmax(in_epoch[:, ::-1], axis=1)
+    return targets[np.arange(len(last)), last]
 
 
 def sample_trials(

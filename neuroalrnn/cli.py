@@ -117,7 +117,7 @@ def _train(args) -> int:
         trainer.fit()
     except KeyboardInterrupt:
         print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} train --resume "
-              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer._saved_step})", file=sys.stderr)
+              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
         return 130
     how = "reached the accuracy criterion" if trainer.stopped_early else "finished"
     print(f"{how} at step {trainer.step} in {trainer.elapsed:.1f} s; "
@@ -129,10 +129,10 @@ def _train(args) -> int:
 def _evaluate(args) -> int:
     from .evaluation import accuracy_by, plot_psychometric, psychometric
     from .simulate import simulate, write_trials
-    from .training import load_model
+    from .training import TEST_SEED_OFFSET, load_model
 
     config, model, env = load_model(args.run_dir)
-    seed = args.seed if args.seed is not None else config.seed + 2_000_003
+    seed = args.seed if args.seed is not None else config.seed + TEST_SEED_OFFSET
     trials = simulate(model, env, args.trials, seed=seed, noise=args.noise, task_name=config.task,
                       config=config.to_dict())
     path = write_trials(trials, args.run_dir / "trials.nc")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .envs.trials import target_at_last_step
 from .rundir import atomic_path
 
 __all__ = [
@@ -36,13 +37,9 @@ def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarra
 def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
     """Per-trial ``choice``, ``correct_choice`` and ``correct`` of a trials Dataset."""
     in_decision = (trials["epoch"] == decision_epoch).values & trials["mask"].values
-    if not in_decision.any(axis=1).all():
-        raise ValueError(f"some trials have no {decision_epoch!r} epoch")
+    correct_choice = target_at_last_step(trials["targets"].values, in_decision, decision_epoch)
     choice = decision_choice(trials["outputs"].values, in_decision)
-    n_steps = in_decision.shape[1]
-    last = n_steps - 1 - np.argmax(in_decision[:, ::-1], axis=1)
-    correct_choice = trials["targets"].values[np.arange(len(last)), last]
-    result = xr.Dataset(
+    return xr.Dataset(
         {
             "choice": ("trial", choice),
             "correct_choice": ("trial", correct_choice),
@@ -50,7 +47,6 @@ def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
         },
         coords={name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)},
     )
-    return result
 
 
 def accuracy_by(trials: xr.Dataset, by: str | None = None) -> xr.DataArray:

@@ -39,7 +39,10 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
+# Held-out trial seeds are the run's seed plus these offsets, apart from the
+# per-step training seeds (drawn through SeedSequence).
 EVAL_SEED_OFFSET = 1_000_003
+TEST_SEED_OFFSET = 2_000_003
 
 
 class TrainingDiverged(RuntimeError):
@@ -149,7 +152,8 @@ class Trainer:
         self.metrics: list[dict[str, Any]] = []
         self.stopped_early = False
         self._eval_batch: envs.TrialBatch | None = None
-        self._saved_step: int | None = None
+        self._resumed = False
+        self.saved_step: int | None = None  # the step of the checkpoint on disk
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
@@ -166,10 +170,8 @@ class Trainer:
         trainer.elapsed = float(state["elapsed"])
         trainer.metrics = [row for row in read_metrics(run_dir) if row["step"] <= trainer.step]
         trainer._resumed = True
-        trainer._saved_step = trainer.step
+        trainer.saved_step = trainer.step
         return trainer
-
-    _resumed = False
 
     def sample_batch(self, step: int) -> envs.TrialBatch:
         config = self.config
@@ -263,8 +265,8 @@ class Trainer:
 
     def _diverged(self, what: str) -> None:
         kept = (
-            f"the last good checkpoint (step {self._saved_step}) is kept in {self.run_dir}"
-            if self._saved_step is not None
+            f"the last good checkpoint (step {self.saved_step}) is kept in {self.run_dir}"
+            if self.saved_step is not None
             else "no checkpoint had been written yet"
         )
         raise TrainingDiverged(
@@ -283,7 +285,7 @@ class Trainer:
         }
         save_checkpoint(self.run_dir, state)
         write_metrics(self.run_dir, self.metrics)
-        self._saved_step = self.step
+        self.saved_step = self.step
 
     @property
     def final_accuracy(self) -> float | None:
