@@ -1,9 +1,12 @@
-"""Analyses of trained AL-RNNs (to come; see the regime-analysis issue).
+"""Analyses of trained AL-RNNs: functions of a trials Dataset and the model's parameters.
 
-This package will hold functions of an ``xarray.Dataset`` in the ``trials.nc``
-layout and of the model's parameters (A, W, h, C, B, b), never of a Trainer:
-regime statistics (occupancy, dwell times, transitions), regime–epoch maps and
-their mutual information, per-regime linear maps with fixed points, cycles and
-slow modes, computational primitives (integration, gating, transients),
-sharing across tasks, and comparison with neural recordings.
+Every function takes an ``xarray.Dataset`` in the ``trials.nc`` layout
+(dims ``trial``, ``time``, ``unit``, ...) and/or the model's parameters
+(A, W, h, C, B, b; see :class:`ALRNNParams`), never a Trainer, and returns
+labelled xarray objects with fixed dimension names (``regime``, ``epoch``,
+``task``, ...).
 """
+
+from .core import ALRNNParams, bits_to_codes, codes_to_bits, regime_labels, validate_trials
+
+__all__ = ["ALRNNParams", "bits_to_codes", "codes_to_bits", "regime_labels", "validate_trials"]
