@@ -1,0 +1,249 @@
+"""Computational primitives read off an AL-RNN's regimes: integration, gating, transients.
+
+Each test is a function of the model's parameters (:class:`ALRNNParams`) and,
+where it needs behaviour, of a trials Dataset. Definitions (also in each
+function's docstring):
+
+* **Integration** — regime Ω has a real eigenvalue λ close enough to 1 that
+  its mode keeps what it integrates over the horizon T (an epoch's length):
+  r ≤ λ^T ≤ 1/r with r = ``min_retention`` (0.25: at T = 15 steps,
+  0.912 ≤ λ ≤ 1.097; a line attractor has λ = 1), and the mode is driven by
+  input k and read by the output. With right/left eigenvectors v, u
+  (‖v‖ = 1, uᵀv = 1), the mode's readout of input k after T steps of unit
+  input is e_k = ‖B v‖ · |uᵀ C e_k| · Σ_{t<T} λ^t; integration of k is flagged
+  when e_k ≥ ``min_effect`` (output units; 2 logits multiply an output's odds
+  by e² ≈ 7.4).
+* **Gating** — the recurrent response of the outputs to input k in regime Ω
+  over T steps, R_Ω = Σ_{t=1}^{T} B W_Ω^t C: the finite-horizon form of the
+  gain B (I − W_Ω)^{-1} C (which diverges at λ = 1) without its t = 0 term
+  B C, the direct feed that is the same in every regime (the readout reads
+  z_t before the nonlinearity, so regimes act only through the recurrence).
+  Averaged over the regimes visited under condition value c with their
+  occupancy:
+  G_c(k) = Σ_Ω p(Ω | c) ‖R_Ω[:, k]‖. Between two condition values a, b the
+  gating index of k is (G_a(k) − G_b(k)) / (G_a(k) + G_b(k)) ∈ [−1, 1]; a
+  regime switch gates k when |index| ≥ ``min_index``.
+* **Transients** — (a) regimes visited briefly at epoch boundaries: mean
+  dwell ≤ ``max_dwell`` steps and at least ``min_boundary_fraction`` of their
+  visits start within ``window`` steps of an epoch change; (b) transient
+  amplification: max_{k ≤ K} ‖W_Ω^k‖₂ > 1 while the spectral radius ρ(W_Ω) < 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from .core import ALRNNParams, codes_to_bits, regime_labels, validate_trials
+
+__all__ = [
+    "accumulated_response",
+    "boundary_transients",
+    "gating",
+    "integration_modes",
+    "transient_amplification",
+]
+
+
+def _codes(codes: Sequence[int]) -> np.ndarray:
+    return np.unique(np.asarray(list(codes), dtype=np.int64))
+
+
+def accumulated_response(params: ALRNNParams, codes: Sequence[int], horizon: int) -> xr.DataArray:
+    """R_Ω = Σ_{t=1}^{T} B W_Ω^t C for each regime code: (regime, output, input).
+
+    The recurrent part of the outputs' response to a unit step in input k held
+    for T steps within regime Ω (the direct term B C, equal in every regime,
+    is left out).
+    """
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    codes = _codes(codes)
+    W = params.regime_matrix(codes_to_bits(codes, params.n_nonlinear))
+    term = W @ params.C  # W^t C, t = 1
+    total = term.copy()
+    for _ in range(horizon - 1):
+        term = W @ term
+        total += term
+    response = params.B @ total
+    return xr.DataArray(response, dims=("regime", "output", "input"), coords={"regime": codes},
+                        name="accumulated_response", attrs={"horizon": horizon})
+
+
+def integration_modes(
+    params: ALRNNParams,
+    codes: Sequence[int],
+    *,
+    horizon: int = 15,
+    min_retention: float = 0.25,
+    min_effect: float = 2.0,
+) -> xr.Dataset:
+    """Slow modes (λ real, r ≤ λ^T ≤ 1/r) of each regime and the inputs they integrate.
+
+    Returns (regime, input) ``effect`` e_k = ‖B v‖ |uᵀ C e_k| Σ_{t<T} λ^t of the
+    slowest qualifying mode (0 where the regime has none), ``eigenvalue`` (regime;
+    NaN where none), ``integrates`` (regime, input) = effect ≥ min_effect, and
+    ``mode`` (regime, unit) the right eigenvector v (largest |entry| positive).
+    """
+    codes = _codes(codes)
+    bits = codes_to_bits(codes, params.n_nonlinear)
+    M, K = params.n_units, params.n_inputs
+    effect = np.zeros((len(codes), K))
+    eigenvalue = np.full(len(codes), np.nan)
+    modes = np.full((len(codes), M), np.nan)
+    for i, matrix in enumerate(params.regime_matrix(bits)):
+        values, right = np.linalg.eig(matrix)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_retention = horizon * np.log(np.abs(values.real))
+        candidates = np.flatnonzero(
+            (np.abs(values.imag) <= 1e-9) & (values.real > 0) & (np.abs(log_retention) <= -np.log(min_retention))
+        )
+        if not len(candidates):
+            continue
+        j = candidates[np.argmin(np.abs(np.log(values.real[candidates])))]  # the slowest
+        lam = float(values.real[j])
+        v = right[:, j].real
+        v = v / np.linalg.norm(v)
+        # Left eigenvector for λ: the row of V^{-1} paired with column j (uᵀ v = 1).
+        u = np.linalg.solve(right.T, np.eye(M)[j]).real if np.linalg.cond(right) < 1e12 else None
+        if u is None:
+            continue
+        u = u / (u @ v)
+        steps = horizon if abs(lam - 1) < 1e-12 else (1 - lam**horizon) / (1 - lam)
+        effect[i] = np.linalg.norm(params.B @ v) * np.abs(u @ params.C) * steps
+        eigenvalue[i] = lam
+        modes[i] = v if v[np.argmax(np.abs(v))] > 0 else -v
+    return xr.Dataset(
+        {
+            "effect": (("regime", "input"), effect),
+            "eigenvalue": ("regime", eigenvalue),
+            "integrates": (("regime", "input"), effect >= min_effect),
+            "mode": (("regime", "unit"), modes),
+        },
+        coords={"regime": codes},
+        attrs={"horizon": horizon, "min_retention": min_retention, "min_effect": min_effect},
+    )
+
+
+def gating(
+    params: ALRNNParams,
+    trials: xr.Dataset,
+    condition: str,
+    *,
+    epoch: str | None = None,
+    horizon: int = 15,
+    min_index: float = 0.5,
+) -> xr.Dataset:
+    """Occupancy-weighted input gains per condition value and the gating index between them.
+
+    G_c(k) = Σ_Ω p(Ω | c[, epoch]) ‖R_Ω[:, k]‖ with R_Ω = Σ_{t=1}^{T} B W_Ω^t C.
+    Returns ``gain`` (value, input), ``index`` (value, value_other, input) =
+    (G_a − G_b)/(G_a + G_b), and ``gated`` (input) = any |index| ≥ min_index.
+    The condition must be a per-trial coordinate (e.g. ``context``).
+    """
+    validate_trials(trials, variables=("regime", "mask"), coords=(condition,))
+    if trials[condition].dims != ("trial",):
+        raise ValueError(f"condition {condition!r} must be a per-trial coordinate, has dims {trials[condition].dims}")
+    labels = regime_labels(trials).values
+    valid = trials["mask"].values.astype(bool)
+    if epoch is not None:
+        valid &= trials["epoch"].values == epoch
+        if not valid.any():
+            raise ValueError(f"no valid steps in epoch {epoch!r}")
+    codes = np.unique(labels[valid])
+    response = accumulated_response(params, codes, horizon)
+    norms = np.linalg.norm(response.values, axis=1)  # (regime, input)
+    values = np.unique(trials[condition].values)
+    gains = np.zeros((len(values), params.n_inputs))
+    for a, value in enumerate(values):
+        steps = valid & (trials[condition].values == value)[:, None]
+        visited, counts = np.unique(labels[steps], return_counts=True)
+        weights = counts / counts.sum()
+        gains[a] = weights @ norms[np.searchsorted(codes, visited)]
+    total = gains[:, None, :] + gains[None, :, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        index = np.where(total > 0, (gains[:, None, :] - gains[None, :, :]) / total, 0.0)
+    value_coord = values.astype(str) if values.dtype.kind in "OU" else values
+    return xr.Dataset(
+        {
+            "gain": (("value", "input"), gains),
+            "index": (("value", "value_other", "input"), index),
+            "gated": ("input", (np.abs(index) >= min_index).any(axis=(0, 1))),
+        },
+        coords={"value": value_coord, "value_other": value_coord},
+        attrs={"condition": condition, "epoch": epoch or "", "horizon": horizon, "min_index": min_index},
+    )
+
+
+def transient_amplification(params: ALRNNParams, codes: Sequence[int], max_power: int = 20) -> xr.Dataset:
+    """Per regime: ρ(W_Ω), max_{k ≤ K} ‖W_Ω^k‖₂ and the flag ``amplifies`` = (max > 1) & (ρ < 1)."""
+    codes = _codes(codes)
+    W = params.regime_matrix(codes_to_bits(codes, params.n_nonlinear))
+    radius = np.abs(np.linalg.eigvals(W)).max(axis=-1)
+    power = W.copy()
+    peak = np.linalg.norm(power, ord=2, axis=(-2, -1))
+    peak_step = np.ones(len(codes), dtype=np.int64)
+    for k in range(2, max_power + 1):
+        power = power @ W
+        norm = np.linalg.norm(power, ord=2, axis=(-2, -1))
+        better = norm > peak
+        peak = np.where(better, norm, peak)
+        peak_step = np.where(better, k, peak_step)
+    return xr.Dataset(
+        {
+            "spectral_radius": ("regime", radius),
+            "peak_norm": ("regime", peak),
+            "peak_step": ("regime", peak_step),
+            "amplifies": ("regime", (peak > 1) & (radius < 1)),
+        },
+        coords={"regime": codes},
+        attrs={"max_power": max_power},
+    )
+
+
+def boundary_transients(
+    trials: xr.Dataset,
+    *,
+    max_dwell: float = 2.0,
+    window: int = 1,
+    min_boundary_fraction: float = 0.5,
+) -> xr.Dataset:
+    """Regimes visited briefly around epoch changes.
+
+    For each regime: ``mean_dwell`` (steps per visit), ``boundary_fraction``
+    (visits starting within ``window`` steps of an epoch change), and
+    ``transient`` = mean_dwell ≤ max_dwell and boundary_fraction ≥
+    min_boundary_fraction.
+    """
+    validate_trials(trials, variables=("regime", "mask"), coords=("epoch",))
+    labels = regime_labels(trials).values
+    valid = trials["mask"].values.astype(bool)
+    epochs = trials["epoch"].values
+    n_trials, n_steps = labels.shape
+    starts = np.zeros_like(valid)
+    starts[:, 0] = valid[:, 0]
+    starts[:, 1:] = valid[:, 1:] & ((labels[:, 1:] != labels[:, :-1]) | ~valid[:, :-1])
+    change = np.zeros_like(valid)
+    change[:, 1:] = valid[:, 1:] & valid[:, :-1] & (epochs[:, 1:] != epochs[:, :-1])
+    near = change.copy()
+    for shift in range(1, window + 1):
+        near[:, shift:] |= change[:, :-shift]
+        near[:, :-shift] |= change[:, shift:]
+    visit_labels = labels[starts]
+    codes, n_visits = np.unique(visit_labels, return_counts=True)
+    _, n_steps_in = np.unique(labels[valid], return_counts=True)
+    n_boundary = np.array([np.sum(near[starts][visit_labels == code]) for code in codes])
+    mean_dwell = n_steps_in / n_visits
+    boundary_fraction = n_boundary / n_visits
+    return xr.Dataset(
+        {
+            "n_visits": ("regime", n_visits),
+            "mean_dwell": ("regime", mean_dwell),
+            "boundary_fraction": ("regime", boundary_fraction),
+            "transient": ("regime", (mean_dwell <= max_dwell) & (boundary_fraction >= min_boundary_fraction)),
+        },
+        coords={"regime": codes},
+        attrs={"max_dwell": max_dwell, "window": window, "min_boundary_fraction": min_boundary_fraction},
+    )
