@@ -5,8 +5,37 @@ Every function takes an ``xarray.Dataset`` in the ``trials.nc`` layout
 (A, W, h, C, B, b; see :class:`ALRNNParams`), never a Trainer, and returns
 labelled xarray objects with fixed dimension names (``regime``, ``epoch``,
 ``task``, ...).
+
+Modules: :mod:`.regimes` (occupancy, dwell times, transitions, regime–epoch
+map), :mod:`.dynamics` (per-regime maps, eigenvalues, fixed points, cycles),
+:mod:`.primitives` (integration, gating, transients), :mod:`.pipeline`
+(everything in one Dataset), :mod:`.figures` and :mod:`.report`.
 """
 
 from .core import ALRNNParams, bits_to_codes, codes_to_bits, regime_labels, validate_trials
+from .dynamics import amplification, find_cycles, find_fixed_points, regime_dynamics
+from .pipeline import analyze
+from .primitives import accumulated_response, boundary_transients, gating, integration_modes, transient_amplification
+from .regimes import dwell_times, occupancy_by, regime_epoch_table, regime_statistics
 
-__all__ = ["ALRNNParams", "bits_to_codes", "codes_to_bits", "regime_labels", "validate_trials"]
+__all__ = [
+    "ALRNNParams",
+    "accumulated_response",
+    "amplification",
+    "analyze",
+    "bits_to_codes",
+    "boundary_transients",
+    "codes_to_bits",
+    "dwell_times",
+    "find_cycles",
+    "find_fixed_points",
+    "gating",
+    "integration_modes",
+    "occupancy_by",
+    "regime_dynamics",
+    "regime_epoch_table",
+    "regime_labels",
+    "regime_statistics",
+    "transient_amplification",
+    "validate_trials",
+]

@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``. Bad input exits non-zero with
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``. Bad input exits non-zero with
 one readable line on stderr.
 """
 
@@ -91,7 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                           help="trial seed (default: a seed distinct from training and held-out trials)")
     evaluate.add_argument("--noise", action="store_true", help="keep the recurrent noise on while simulating")
+    analyze = commands.add_parser("analyze", help="regime analysis: analysis.nc, figures and report.md")
+    analyze.add_argument("run_dir", type=Path, metavar="DIR")
+    analyze.add_argument("--trials", type=_positive_int, default=500,
+                         help="trials to simulate when DIR has no trials.nc (default 500)")
+    analyze.add_argument("--max-regimes", type=_positive_int, default=32,
+                         help="analyse the dynamics of this many most occupied regimes (default 32)")
     return parser
+
+
+def _analyze(args) -> int:
+    from .analyze import analyze_run
+
+    paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes)
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
 
 
 def _train(args) -> int:
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import RunDirectoryError
     from .training import TrainingDiverged
 
-    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate}
+    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze}
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, RunDirectoryError, TrainingDiverged) as error:

@@ -1,0 +1,213 @@
+"""One call for the whole regime analysis of a trials Dataset and an AL-RNN's parameters.
+
+:func:`analyze` returns one Dataset (written as ``analysis.nc``) whose
+variables come from the analysis modules, renamed so they can sit together:
+
+* regime statistics (:func:`regime_statistics`): ``occupancy``, ``regime_count``,
+  ``n_visits``, ``mean_dwell``, ``mean_dwell_ms``, ``median_dwell``,
+  ``transition_count``, ``transition_probability`` (regime_from, regime_to),
+  ``switch_fraction``, ``n_regimes``, ``n_steps``;
+* regime–epoch map (:func:`regime_epoch_table`): ``epoch_count`` (task, regime,
+  epoch), ``nmi`` (task), ``epoch_specificity``, ``main_epoch``,
+  ``epoch_specific``, ``n_epochs_spanned`` (task, regime), and with a
+  condition the same per condition value, prefixed ``by_condition_``;
+  ``condition_count`` (value, regime): steps per condition value and regime;
+* per-regime dynamics (:func:`regime_dynamics`) for the ``max_regimes`` most
+  occupied regimes, under each epoch's (and condition value's) mean input,
+  labelled ``input_condition`` ("stimulus|motion"): ``W_regime``,
+  ``eigenvalue_real``/``eigenvalue_imag`` (regime, mode), ``spectral_radius``,
+  ``stable``, ``slow_mode``, ``fixed_point`` (regime, input_condition, unit),
+  ``fixed_point_real``, ``gain`` (regime, output, input), ``operator_norm``,
+  and ``typical_input`` (input_condition, input);
+* primitives (:mod:`primitives`): ``integration_effect`` (regime, input),
+  ``integration_eigenvalue``, ``integrates``; ``gating_gain`` (value, input),
+  ``gating_index`` (value, value_other, input), ``gated`` (input);
+  ``peak_norm``, ``peak_step``, ``amplifies`` (regime); ``boundary_fraction``,
+  ``boundary_transient`` (regime).
+
+Attributes record the evidence epoch (where the inputs vary most), the
+horizon T (its median length in steps), the inputs that vary in it, and the
+condition used.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+from .core import ALRNNParams, regime_labels, validate_trials
+from .dynamics import regime_dynamics
+from .primitives import boundary_transients, gating, integration_modes, transient_amplification
+from .regimes import regime_epoch_table, regime_statistics
+
+__all__ = ["analyze", "default_condition", "typical_inputs"]
+
+_CONDITION_CANDIDATES = ("context", "rule")
+
+
+def default_condition(trials: xr.Dataset) -> str | None:
+    """A categorical per-trial condition worth splitting by (``context`` if present)."""
+    for name in _CONDITION_CANDIDATES:
+        if name in trials.coords and trials[name].dims == ("trial",):
+            return name
+    return None
+
+
+def typical_inputs(trials: xr.Dataset, condition: str | None = None) -> xr.DataArray:
+    """Mean input s̄ over the valid steps of each epoch (and condition value): (input_condition, input)."""
+    validate_trials(trials, variables=("inputs", "mask"), coords=("epoch",))
+    inputs = trials["inputs"].values
+    valid = trials["mask"].values.astype(bool)
+    epochs = trials["epoch"].values
+    groups: list[tuple[str, np.ndarray]] = []
+    for epoch in _epoch_order(trials):
+        in_epoch = valid & (epochs == epoch)
+        if condition is None:
+            groups.append((epoch, in_epoch))
+            continue
+        for value in np.unique(trials[condition].values):
+            steps = in_epoch & (trials[condition].values == value)[:, None]
+            if steps.any():
+                groups.append((f"{epoch}|{value}", steps))
+    means = np.stack([inputs[steps].mean(axis=0) for _, steps in groups])
+    return xr.DataArray(means, dims=("input_condition", "input"),
+                        coords={"input_condition": [label for label, _ in groups], "input": trials["input"].values},
+                        name="typical_input")
+
+
+def analyze(
+    trials: xr.Dataset,
+    params: ALRNNParams,
+    *,
+    condition: str | None = "auto",
+    max_regimes: int = 32,
+) -> xr.Dataset:
+    """Regime statistics, regime–epoch map, per-regime dynamics and primitives in one Dataset.
+
+    ``condition="auto"`` splits by ``context`` when the trials have it;
+    ``None`` disables the split. Dynamics are computed for the ``max_regimes``
+    most occupied regimes (the fraction of steps they cover is the attribute
+    ``dynamics_coverage``).
+    """
+    validate_trials(trials, variables=("inputs", "latents", "regime", "mask"), coords=("epoch",))
+    if condition == "auto":
+        condition = default_condition(trials)
+    elif condition is not None and condition not in trials.coords:
+        raise ValueError(f"no trial condition {condition!r}; conditions: {_conditions(trials)}")
+    stats = regime_statistics(trials)
+    order = stats["regime"].values
+    result = stats.rename({"count": "regime_count"})
+
+    table = regime_epoch_table(trials)
+    result = result.merge(_renamed_table(table, ""), join="outer")
+    if condition is not None:
+        by_condition = regime_epoch_table(trials, condition=condition).rename({condition: "value"})
+        result = result.merge(_renamed_table(by_condition, "by_condition_"), join="outer")
+        result["condition_count"] = _condition_counts(trials, condition, order)
+
+    evidence_epoch, horizon, varying = _evidence_epoch(trials)
+    integer_codes = np.issubdtype(np.asarray(order).dtype, np.integer)
+    attrs = {
+        "condition": condition or "",
+        "evidence_epoch": evidence_epoch,
+        "horizon": horizon,
+        "varying_inputs": json.dumps(varying),
+        "n_trials": int(trials.sizes["trial"]),
+    }
+    if integer_codes:
+        top = order[:max_regimes]
+        attrs["dynamics_coverage"] = float(stats["occupancy"].sel(regime=top).sum())
+        inputs = typical_inputs(trials, condition)
+        dynamics = regime_dynamics(params, top, inputs.rename(input_condition="condition"))
+        dynamics = dynamics.rename({"condition": "input_condition"})
+        result = result.merge(dynamics.drop_vars([v for v in ("bits",) if v in dynamics]), join="outer")
+        result["typical_input"] = inputs
+
+        integration = integration_modes(params, top, horizon=horizon)
+        result["integration_effect"] = integration["effect"]
+        result["integration_eigenvalue"] = integration["eigenvalue"]
+        result["integrates"] = integration["integrates"]
+        amplification = transient_amplification(params, top)
+        for name in ("peak_norm", "peak_step", "amplifies"):
+            result[name] = amplification[name]
+        if condition is not None:
+            gates = gating(params, trials, condition, epoch=evidence_epoch, horizon=horizon)
+            result["gating_gain"] = gates["gain"]
+            result["gating_index"] = gates["index"]
+            result["gated"] = gates["gated"]
+    boundary = boundary_transients(trials)
+    result["boundary_fraction"] = boundary["boundary_fraction"]
+    result["boundary_transient"] = boundary["transient"]
+    result = result.reindex(regime=order)  # canonical regime order everywhere
+    result = _restore_flags(result)
+    result.attrs.update({**trials.attrs, **attrs})
+    return result
+
+
+_FLAGS = ("stable", "fixed_point_real", "fixed_point_stable", "integrates", "amplifies", "epoch_specific",
+          "by_condition_epoch_specific", "boundary_transient", "gated")
+
+
+def _restore_flags(result: xr.Dataset) -> xr.Dataset:
+    """Boolean variables that outer joins turned into objects with NaN: missing means False."""
+    for name in _FLAGS:
+        if name in result and result[name].dtype != bool:
+            result[name] = result[name].fillna(False).astype(bool)
+    return result
+
+
+def _renamed_table(table: xr.Dataset, prefix: str) -> xr.Dataset:
+    names = {"count": "epoch_count", "n_steps": "epoch_table_steps", "specific": "epoch_specific"}
+    renamed = table.rename({k: v for k, v in names.items() if k in table})
+    return renamed.rename({name: prefix + name for name in renamed.data_vars}) if prefix else renamed
+
+
+def _condition_counts(trials: xr.Dataset, condition: str, order: np.ndarray) -> xr.DataArray:
+    labels = regime_labels(trials).values
+    valid = trials["mask"].values.astype(bool)
+    values = np.unique(trials[condition].values)
+    counts = np.zeros((len(values), len(order)), dtype=np.int64)
+    index = {code: i for i, code in enumerate(order)}
+    for a, value in enumerate(values):
+        visited, n = np.unique(labels[valid & (trials[condition].values == value)[:, None]], return_counts=True)
+        for code, count in zip(visited, n, strict=True):
+            counts[a, index[code]] = count
+    value_coord = values.astype(str) if values.dtype.kind in "OU" else values
+    return xr.DataArray(counts, dims=("value", "regime"), coords={"value": value_coord, "regime": order})
+
+
+def _evidence_epoch(trials: xr.Dataset) -> tuple[str, int, list[str]]:
+    """The epoch whose inputs vary most in time within trials (e.g. noisy evidence), its median length
+    in steps, and the inputs that vary in it (context cues, constant within a trial, do not)."""
+    inputs = trials["inputs"].values
+    valid = trials["mask"].values.astype(bool)
+    epochs = trials["epoch"].values
+    best, best_variance, best_varying = "", -1.0, []
+    for epoch in _epoch_order(trials):
+        steps = (valid & (epochs == epoch))[..., None]
+        n = steps.sum(axis=1)
+        mean = np.where(steps, inputs, 0).sum(axis=1) / np.maximum(n, 1)
+        within = (np.where(steps, (inputs - mean[:, None, :]) ** 2, 0).sum(axis=1) / np.maximum(n, 1))
+        variance = within[n[:, 0] > 0].mean(axis=0)  # within-trial variance over time, averaged over trials
+        if variance.sum() > best_variance:
+            best, best_variance = epoch, float(variance.sum())
+            best_varying = [str(name) for name, v in zip(trials["input"].values, variance, strict=True) if v > 1e-8]
+    lengths = (valid & (epochs == best)).sum(axis=1)
+    horizon = int(max(1, np.median(lengths[lengths > 0])))
+    return best, horizon, best_varying
+
+
+def _epoch_order(trials: xr.Dataset) -> list[str]:
+    if "epoch_names" in trials.attrs:
+        names = json.loads(trials.attrs["epoch_names"])
+        present = set(np.unique(trials["epoch"].values[trials["mask"].values.astype(bool)]))
+        return [name for name in names if name in present]
+    epochs = trials["epoch"].values[trials["mask"].values.astype(bool)]
+    _, first = np.unique(epochs, return_index=True)
+    return [str(e) for e in epochs[np.sort(first)]]
+
+
+def _conditions(trials: xr.Dataset) -> list[str]:
+    return [name for name, coord in trials.coords.items() if coord.dims == ("trial",)]

@@ -1,0 +1,218 @@
+"""A short human-readable account (Markdown) of an ``analysis.nc`` Dataset from :func:`analyze`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import xarray as xr
+
+__all__ = ["render_report"]
+
+
+def render_report(analysis: xr.Dataset, figures: dict[str, str], title: str = "Regime analysis") -> str:
+    """Markdown: regimes used, which epoch (and condition) each serves, dynamics, primitives, figures."""
+    a = analysis
+    lines = [f"# {title}", ""]
+    P = int(a.attrs.get("n_nonlinear", 0))
+    lines += [
+        f"{a.attrs.get('n_trials', '?')} trials, {int(a['n_steps'])} valid steps. "
+        f"The network has P = {P} nonlinear units (at most 2^{P} = {2**P} linear regimes).",
+        "",
+        "## Regimes used",
+        "",
+    ]
+    occupancy = a["occupancy"].values
+    regimes = a["regime"].values
+    cover = np.searchsorted(np.cumsum(occupancy), 0.95) + 1
+    lines.append(
+        f"It used **{int(a['n_regimes'])} regimes**; the {min(cover, len(regimes))} most occupied cover 95 % of "
+        f"steps. The regime changed at {100 * float(a['switch_fraction']):.1f} % of consecutive steps. "
+        f"Normalised mutual information between regime and epoch: "
+        + ", ".join(f"{float(v):.2f} ({t})" for t, v in zip(a['task'].values, a['nmi'].values, strict=True)) + "."
+    )
+    lines += ["", _regime_table(a), ""]
+    lines += _epoch_section(a)
+    lines += _dynamics_section(a)
+    lines += _primitives_section(a)
+    lines += ["## Figures", ""]
+    for caption, path in figures.items():
+        lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _regime_table(a: xr.Dataset, max_rows: int = 12) -> str:
+    condition = a.attrs.get("condition", "")
+    head = "| regime | occupancy | mean dwell (ms) | main epoch (share) |"
+    rule = "|---|---|---|---|"
+    if condition and "condition_count" in a:
+        head += f" {condition} (share of its steps) |"
+        rule += "---|"
+    rows = [head, rule]
+    task = a["task"].values[0]
+    for code in a["regime"].values[:max_rows]:
+        r = a.sel(regime=code)
+        main = str(r["main_epoch"].sel(task=task).values)
+        share = float(r["epoch_specificity"].sel(task=task))
+        row = f"| Ω {code} | {float(r['occupancy']):.3f} | {float(r['mean_dwell_ms']):.0f} | {main} ({share:.2f}) |"
+        if condition and "condition_count" in a:
+            counts = r["condition_count"]
+            total = float(counts.sum())
+            parts = [f"{v}: {float(c) / total:.2f}" for v, c in zip(counts["value"].values, counts.values, strict=True)
+                     if total and c > 0]
+            row += f" {', '.join(parts)} |"
+        rows.append(row)
+    if a.sizes["regime"] > max_rows:
+        rows.append(f"| … {a.sizes['regime'] - max_rows} more | | | |" + (" |" if condition else ""))
+    return "\n".join(rows)
+
+
+def _epoch_section(a: xr.Dataset) -> list[str]:
+    lines = ["## Which regimes serve which epoch", ""]
+    condition = a.attrs.get("condition", "")
+    task = a["task"].values[0]
+    if condition and "by_condition_epoch_count" in a:
+        counts = a["by_condition_epoch_count"].sel(task=task)
+        for epoch in counts["epoch"].values:
+            parts = []
+            for value in counts["value"].values:
+                column = counts.sel(epoch=epoch, value=value)
+                total = float(column.sum())
+                if not total:
+                    continue
+                top = column.sortby(column, ascending=False)
+                listed = [f"Ω {r} ({float(c) / total:.0%})" for r, c in zip(top["regime"].values, top.values, strict=True)
+                          if c / total >= 0.1]
+                parts.append(f"{value}: {', '.join(listed)}")
+            lines.append(f"- **{epoch}** — " + "; ".join(parts))
+        exclusive = _exclusive_regimes(a)
+        if exclusive:
+            lines += ["", f"Regimes specific to one {condition} (≥ 95 % of their steps): "
+                      + "; ".join(f"{value}: {', '.join(f'Ω {r}' for r in codes)}" for value, codes in exclusive.items())
+                      + "."]
+    else:
+        counts = a["epoch_count"].sel(task=task)
+        for epoch in counts["epoch"].values:
+            column = counts.sel(epoch=epoch)
+            total = float(column.sum())
+            top = column.sortby(column, ascending=False)
+            listed = [f"Ω {r} ({float(c) / total:.0%})" for r, c in zip(top["regime"].values, top.values, strict=True)
+                      if total and c / total >= 0.1]
+            lines.append(f"- **{epoch}** — {', '.join(listed)}")
+    specific = [f"Ω {r} ({a['main_epoch'].sel(task=task, regime=r).item()})" for r in a["regime"].values
+                if bool(a["epoch_specific"].sel(task=task, regime=r))]
+    lines += ["", "Epoch-specific regimes (≥ 90 % of their steps in one epoch): "
+              + (", ".join(specific) if specific else "none") + ".", ""]
+    return lines
+
+
+def _where(a: xr.Dataset, code) -> str:
+    """" (mostly <condition value>)" when ≥ 80 % of the regime's steps are under one condition value."""
+    if "condition_count" not in a:
+        return ""
+    counts = a["condition_count"].sel(regime=code)
+    total = float(counts.sum())
+    if not total:
+        return ""
+    top = int(np.argmax(counts.values))
+    share = float(counts.values[top]) / total
+    return f" ({share:.0%} {counts['value'].values[top]} {a.attrs.get('condition', '')})" if share >= 0.8 else ""
+
+
+def _exclusive_regimes(a: xr.Dataset, share: float = 0.95) -> dict[str, list]:
+    counts = a["condition_count"]
+    totals = counts.sum("value")
+    result: dict[str, list] = {}
+    for value in counts["value"].values:
+        fraction = counts.sel(value=value) / totals
+        codes = [r for r, f in zip(counts["regime"].values, fraction.values, strict=True) if f >= share]
+        if codes:
+            result[str(value)] = codes
+    return result
+
+
+def _dynamics_section(a: xr.Dataset) -> list[str]:
+    if "spectral_radius" not in a:
+        return ["## Dynamics", "", "Per-regime dynamics need integer regime codes (P ≤ 62).", ""]
+    lines = [
+        "## Fixed points and slow modes",
+        "",
+        f"Dynamics of the {int(a['spectral_radius'].notnull().sum())} most occupied regimes "
+        f"({100 * a.attrs.get('dynamics_coverage', float('nan')):.1f} % of steps), under each epoch's mean input. "
+        "A fixed point z* = (I − W_Ω)⁻¹(C s̄ + h) is *real* when it lies in its own regime, else *virtual*.",
+        "",
+        "| regime | ρ(W_Ω) | stable | slowest eigenvalues | real fixed points (under input of) |",
+        "|---|---|---|---|---|",
+    ]
+    for code in a["regime"].values:
+        r = a.sel(regime=code)
+        if not np.isfinite(float(r["spectral_radius"])):
+            continue
+        eig = r["eigenvalue_real"].values + 1j * r["eigenvalue_imag"].values
+        slow = ", ".join(_complex(v) for v in eig[:3])
+        real = [str(c) for c, ok in zip(r["input_condition"].values, r["fixed_point_real"].values, strict=True) if ok]
+        lines.append(f"| Ω {code} | {float(r['spectral_radius']):.3f} | {'yes' if bool(r['stable']) else 'no'} | "
+                     f"{slow} | {', '.join(real) if real else 'none (all virtual)'} |")
+    return lines + [""]
+
+
+def _primitives_section(a: xr.Dataset) -> list[str]:
+    lines = ["## Computational primitives", ""]
+    horizon = a.attrs.get("horizon", "?")
+    epoch = a.attrs.get("evidence_epoch", "")
+    varying = json.loads(a.attrs.get("varying_inputs", "[]"))
+    if "integrates" in a:
+        found = []
+        for code in a["regime"].values:
+            r = a.sel(regime=code)
+            if not np.isfinite(float(r["integration_eigenvalue"])):
+                continue
+            inputs = [str(k) for k in a["input"].values if k in varying and bool(r["integrates"].sel(input=k))]
+            if inputs:
+                effects = ", ".join(f"{k} {float(r['integration_effect'].sel(input=k)):.1f}" for k in inputs)
+                found.append(f"Ω {code}{_where(a, code)} integrates {effects} (λ = "
+                             f"{float(r['integration_eigenvalue']):.3f})")
+        lines.append(
+            f"- **Integration** — a real mode with λ^T within [0.25, 4] over T = {horizon} steps (the length of "
+            f"the {epoch} epoch), driven by an input that varies there and read by the outputs; the effect is the "
+            f"change of the outputs (logits) after T steps of unit input along that mode, flagged at ≥ 2: "
+            + ("; ".join(found) if found else "none found") + "."
+        )
+    if "gated" in a:
+        condition = a.attrs.get("condition", "")
+        parts = []
+        values = a["value"].values
+        for k in varying:
+            gains = a["gating_gain"].sel(input=k)
+            index = a["gating_index"].sel(input=k, value=values[0], value_other=values[-1])
+            gains_text = ", ".join(f"{v}: {float(g):.1f}" for v, g in zip(values, gains.values, strict=True))
+            verdict = "gated" if bool(a["gated"].sel(input=k)) else "not gated"
+            strongest = values[int(np.argmax(gains.values))]
+            ratio = float(gains.max() / max(float(gains.min()), 1e-12))
+            plain = f": it reaches the outputs {ratio:.1f}× more strongly in the {strongest} {condition}" \
+                if verdict == "gated" else ""
+            parts.append(f"{k} is **{verdict}** by {condition}{plain} (gain {gains_text}; index {float(index):+.2f})")
+        lines.append(
+            f"- **Gating** (occupancy-weighted {horizon}-step gain of each input to the outputs in the {epoch} "
+            f"epoch, per {condition}; gated when |index| ≥ 0.5): " + ("; ".join(parts) if parts else "no varying inputs")
+            + "."
+        )
+    transients = [f"Ω {r}" for r in a["regime"].values if bool(a["boundary_transient"].sel(regime=r))]
+    amplifying = []
+    if "amplifies" in a:
+        amplifying = [f"Ω {r} (peak ‖W_Ω^k‖ = {float(a['peak_norm'].sel(regime=r)):.2f} at k = "
+                      f"{int(a['peak_step'].sel(regime=r))})" for r in a["regime"].values
+                      if bool(a["amplifies"].sel(regime=r))]
+    lines.append(
+        "- **Transients**: regimes visited briefly at epoch boundaries (mean dwell ≤ 2 steps, ≥ 50 % of visits "
+        "starting within a step of an epoch change): " + (", ".join(transients) if transients else "none")
+        + "; transient amplification (‖W_Ω^k‖ > 1 while ρ < 1): "
+        + (", ".join(amplifying) if amplifying else "none") + "."
+    )
+    return lines + [""]
+
+
+def _complex(value: complex) -> str:
+    if abs(value.imag) < 1e-9:
+        return f"{value.real:.3f}"
+    return f"{value.real:.3f}{value.imag:+.3f}i"

@@ -1,0 +1,69 @@
+"""`neuroalrnn analyze DIR`: regime analysis of a trained run -> analysis.nc, figures, report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .analyses import ALRNNParams
+from .analyses import figures as figs
+from .analyses.pipeline import analyze, default_condition
+from .analyses.report import render_report
+from .models import ALRNN
+from .rundir import atomic_path, atomic_write
+from .simulate import read_trials, simulate, write_trials
+from .training import TEST_SEED_OFFSET, load_model
+
+__all__ = ["analyze_run"]
+
+
+def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 32, log=print) -> dict[str, Path]:
+    """Analyse the run in ``run_dir``; simulate ``n_trials`` trials first if it has no trials.nc.
+
+    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths.
+    """
+    run_dir = Path(run_dir)
+    config, model, env = load_model(run_dir)
+    if not isinstance(model, ALRNN):
+        raise ValueError(f"regime analyses need an AL-RNN; {run_dir} holds a {config.model} model")
+    trials_path = run_dir / "trials.nc"
+    if trials_path.is_file():
+        trials = read_trials(trials_path)
+        log(f"read {trials_path} ({trials.sizes['trial']} trials)")
+    else:
+        trials = simulate(model, env, n_trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
+                          config=config.to_dict())
+        write_trials(trials, trials_path)
+        log(f"simulated {n_trials} trials -> {trials_path}")
+    params = ALRNNParams.from_model(model)
+    analysis = analyze(trials, params, max_regimes=max_regimes)
+    paths = {"analysis": run_dir / "analysis.nc", "report": run_dir / "report.md"}
+    with atomic_path(paths["analysis"]) as tmp:
+        analysis.to_netcdf(tmp, engine="h5netcdf")
+
+    order = list(analysis["regime"].values)
+    condition = default_condition(trials)
+    sort_by = [name for name in (condition, "coh_relevant") if name]
+    dynamics_regimes = [r for r in order if "spectral_radius" in analysis
+                        and bool(analysis["spectral_radius"].sel(regime=r).notnull())]
+    figures = {
+        "Regime raster": ("regime_raster.png", figs.regime_raster(trials, order, sort_by=sort_by)),
+        "Regime–epoch map": ("regime_epoch.png", figs.regime_epoch_heatmap(analysis["epoch_count"])),
+        "Transition graph": ("transitions.png", figs.transition_graph(analysis["transition_probability"],
+                                                                      analysis["occupancy"])),
+    }
+    if dynamics_regimes:
+        figures["Eigenvalue spectra"] = ("spectra.png", figs.eigenvalue_spectra(
+            analysis["eigenvalue_real"], analysis["eigenvalue_imag"], dynamics_regimes[:8], figs.regime_colours(order)))
+        fixed = analysis["fixed_point"].sel(regime=dynamics_regimes[:8])
+        real = analysis["fixed_point_real"].sel(regime=dynamics_regimes[:8])
+        figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
+    written = {}
+    for caption, (name, figure) in figures.items():
+        path = run_dir / "figures" / name
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
+        written[caption] = f"figures/{name}"
+        paths[name] = path
+    title = f"Regime analysis: {config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
+    atomic_write(paths["report"], render_report(analysis, written, title=title))
+    return paths

@@ -1,0 +1,114 @@
+"""`analyze` and `neuroalrnn analyze DIR`: the combined Dataset, files, report and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from neuroalrnn import ALRNN
+from neuroalrnn.analyses import ALRNNParams
+from neuroalrnn.analyses.pipeline import analyze, typical_inputs
+from neuroalrnn.analyses.regimes import regime_statistics
+from neuroalrnn.cli import main
+from neuroalrnn.config import TrainConfig
+from neuroalrnn.simulate import simulate
+from neuroalrnn.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "small"
+    config = TrainConfig(n_units=16, n_nonlinear=3, steps=150, batch_size=16, eval_every=150, eval_trials=50,
+                         checkpoint_every=150, seed=1)
+    Trainer(config, run, progress=False).fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def trials_and_params():
+    torch.manual_seed(0)
+    model = ALRNN(5, 3, 12, 3).eval()
+    return simulate(model, "stimulus-selection", 60, seed=2), ALRNNParams.from_model(model)
+
+
+def test_typical_inputs_are_epoch_means(trials_and_params):
+    trials, _ = trials_and_params
+    means = typical_inputs(trials, "context")
+    steps = trials["mask"].values & (trials["epoch"].values == "context")
+    steps &= (trials["context"].values == "motion")[:, None]
+    np.testing.assert_allclose(means.sel(input_condition="context|motion"), trials["inputs"].values[steps].mean(0))
+    assert float(means.sel(input_condition="decision|colour", input="fixation")) == 0.0  # the go cue
+
+
+def test_analysis_dataset(trials_and_params, tmp_path):
+    trials, params = trials_and_params
+    result = analyze(trials, params)
+    stats = regime_statistics(trials)
+    np.testing.assert_array_equal(result["regime"].values, stats["regime"].values)  # canonical order
+    np.testing.assert_allclose(result["occupancy"].values, stats["occupancy"].values)
+    for name in ("epoch_count", "nmi", "by_condition_epoch_count", "condition_count", "W_regime", "fixed_point",
+                 "fixed_point_real", "eigenvalue_real", "integration_effect", "gating_index", "amplifies",
+                 "boundary_transient", "typical_input"):
+        assert name in result, name
+    assert result["fixed_point"].dims == ("regime", "input_condition", "unit")
+    assert result.attrs["condition"] == "context" and result.attrs["evidence_epoch"] == "stimulus"
+    assert json.loads(result.attrs["varying_inputs"]) == ["motion", "colour"]
+    assert result.attrs["horizon"] == 15
+    for name in ("stable", "fixed_point_real", "integrates", "amplifies", "gated", "boundary_transient"):
+        assert result[name].dtype == bool, name
+    # fixed points solve z* = W_Ω z* + C s̄ + h for their regime and input condition
+    code = result["regime"].values[0]
+    W = result["W_regime"].sel(regime=code).values
+    for condition in result["input_condition"].values:
+        z = result["fixed_point"].sel(regime=code, input_condition=condition).values
+        s = result["typical_input"].sel(input_condition=condition).values
+        np.testing.assert_allclose(W @ z + params.C @ s + params.h, z, atol=1e-8)
+    path = tmp_path / "analysis.nc"
+    result.to_netcdf(path, engine="h5netcdf")
+    with xr.open_dataset(path, engine="h5netcdf") as loaded:
+        xr.testing.assert_allclose(loaded.load(), result)
+
+
+def test_analyze_without_condition_and_bad_condition(trials_and_params):
+    trials, params = trials_and_params
+    plain = analyze(trials, params, condition=None)
+    assert "gating_index" not in plain and "condition_count" not in plain
+    with pytest.raises(ValueError, match="no trial condition 'weather'"):
+        analyze(trials, params, condition="weather")
+
+
+def test_max_regimes_limits_the_dynamics(trials_and_params):
+    trials, params = trials_and_params
+    result = analyze(trials, params, max_regimes=2)
+    assert int(result["spectral_radius"].notnull().sum()) == min(2, result.sizes["regime"])
+    assert 0 < result.attrs["dynamics_coverage"] <= 1
+
+
+def test_cli_analyze_writes_files_and_report(small_run, capsys):
+    assert main(["analyze", str(small_run), "--trials", "80"]) == 0
+    out = capsys.readouterr().out
+    assert "analysis.nc" in out and "report.md" in out
+    assert (small_run / "trials.nc").is_file()  # simulated because it was missing
+    for name in ("regime_raster", "regime_epoch", "transitions", "spectra", "trajectories"):
+        assert (small_run / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    report = (small_run / "report.md").read_text()
+    for heading in ("## Regimes used", "## Which regimes serve which epoch", "## Fixed points and slow modes",
+                    "## Computational primitives", "![Regime raster](figures/regime_raster.png)"):
+        assert heading in report
+    with xr.open_dataset(small_run / "analysis.nc", engine="h5netcdf") as analysis:
+        assert analysis.attrs["n_trials"] == 80
+        assert float(analysis["occupancy"].sum()) == pytest.approx(1.0)
+
+
+def test_cli_analyze_refuses_a_baseline(tmp_path, capsys):
+    run = tmp_path / "gru"
+    assert main(["train", "--out", str(run), "--model", "gru", "--units", "6", "--steps", "2", "--batch-size", "4",
+                 "--eval-every", "2", "--eval-trials", "8", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"neuroalrnn: error: regime analyses need an AL-RNN; {run} holds a gru model"
