@@ -36,6 +36,8 @@ W_Ωᵀ W_Ω (about 0.5 s, half a batched SVD).
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -59,6 +61,51 @@ _CHUNK_FLOATS = 2**23  # about 64 MB of float64 per batch of stacked matrices
 
 
 # ---------------------------------------------------------------- per-regime dynamics
+
+
+def operator_norms(matrices: np.ndarray) -> np.ndarray:
+    """‖X‖₂ (largest singular value) of each matrix in a stack (n, M, M).
+
+    σ_max² is the largest eigenvalue of XᵀX: half the time of a batched SVD,
+    with the same accuracy for σ_max.
+    """
+
+    def norms(stack: np.ndarray) -> np.ndarray:
+        gram = np.swapaxes(stack, -1, -2) @ stack
+        return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
+
+    return _split_over_threads(norms, matrices)
+
+
+def eigenvalues_parallel(matrices: np.ndarray) -> np.ndarray:
+    """np.linalg.eigvals of a stack (n, M, M), split over threads (see :func:`_split_over_threads`)."""
+    return _split_over_threads(np.linalg.eigvals, matrices)
+
+
+def _split_over_threads(function, stack: np.ndarray) -> np.ndarray:
+    """``function`` applied to chunks of ``stack`` (split along axis 0) on one thread per core.
+
+    LAPACK's dense eigensolvers gain little from threaded BLAS at these sizes
+    but release the GIL, so one chunk per core with one BLAS thread each runs
+    in parallel (measured on 2 cores: eigvals 40 → 22 ms per 256 × 256 matrix).
+    """
+    return np.concatenate(_map_over_threads(function, np.array_split(stack, _workers(len(stack), stack.shape[-1]))))
+
+
+def _map_over_threads(function, items: list) -> list:
+    """[function(item) for item in items], on one thread per core with one BLAS thread each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from threadpoolctl import threadpool_limits
+
+    if len(items) <= 1:
+        return [function(item) for item in items]
+    with threadpool_limits(1), ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(function, items))
+
+
+def _workers(n_items: int, size: int) -> int:
+    return 1 if size < 32 else max(1, min(n_items, os.cpu_count() or 1))
 
 
 def regime_dynamics(
@@ -128,19 +175,18 @@ def regime_dynamics(
     matrices = params.regime_matrix(bits)  # (n, M, M)
     n = len(regimes)
 
-    eigenvalues = _canonical_eigenvalues(np.linalg.eigvals(matrices))
+    eigenvalues = _canonical_eigenvalues(eigenvalues_parallel(matrices))
     spectral_radius = np.abs(eigenvalues[:, 0])
-    slow_mode = np.stack([_slow_mode(matrices[r], eigenvalues[r, 0]) for r in range(n)])
-    # σ_max² = largest eigenvalue of W_Ωᵀ W_Ω: half the time of a batched SVD, same accuracy for σ_max.
-    gram = np.swapaxes(matrices, -1, -2) @ matrices
-    operator_norm = np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[:, -1], 0.0))
+    modes = _map_over_threads(lambda r: _slow_mode(matrices[r], eigenvalues[r, 0]), list(range(n)))
+    slow_mode = np.stack(modes) if n else np.empty((0, M))
+    operator_norm = operator_norms(matrices)
 
     drive = s @ params.C.T + params.h  # (condition, M)
     fixed_point = np.full((n, len(s), M), np.nan)
     gain = np.full((n, O, K), np.nan)
     rhs = np.concatenate([drive.T, params.C], axis=1)  # (M, conditions + K)
-    for r in range(n):
-        solution = _solve_well_conditioned(np.eye(M) - matrices[r], rhs)
+    solutions = _map_over_threads(lambda r: _solve_well_conditioned(np.eye(M) - matrices[r], rhs), list(range(n)))
+    for r, solution in enumerate(solutions):
         if solution is not None:
             fixed_point[r] = solution[:, : len(s)].T
             gain[r] = params.B @ solution[:, len(s) :]

@@ -125,11 +125,12 @@ def analyze(
         result = result.merge(dynamics.drop_vars([v for v in ("bits",) if v in dynamics]), join="outer")
         result["typical_input"] = inputs
 
-        integration = integration_modes(params, top, horizon=horizon)
+        eigenvalues = dynamics["eigenvalue_real"].values + 1j * dynamics["eigenvalue_imag"].values
+        integration = integration_modes(params, dynamics["regime"].values, horizon=horizon, eigenvalues=eigenvalues)
         result["integration_effect"] = integration["effect"]
         result["integration_eigenvalue"] = integration["eigenvalue"]
         result["integrates"] = integration["integrates"]
-        amplification = transient_amplification(params, top)
+        amplification = transient_amplification(params, top, peak_regimes=8, dynamics=dynamics)
         for name in ("peak_norm", "peak_step", "amplifies"):
             result[name] = amplification[name]
         if condition is not None:

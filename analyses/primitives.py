@@ -26,7 +26,8 @@ function's docstring):
 * **Transients** — (a) regimes visited briefly at epoch boundaries: mean
   dwell ≤ ``max_dwell`` steps and at least ``min_boundary_fraction`` of their
   visits start within ``window`` steps of an epoch change; (b) transient
-  amplification: max_{k ≤ K} ‖W_Ω^k‖₂ > 1 while the spectral radius ρ(W_Ω) < 1.
+  amplification: ‖W_Ω^k‖₂ > 1 for some k while the spectral radius ρ(W_Ω) < 1,
+  which holds exactly when ‖W_Ω‖₂ > 1 and ρ(W_Ω) < 1.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import numpy as np
 import xarray as xr
 
 from .core import ALRNNParams, codes_to_bits, regime_labels, validate_trials
+from .dynamics import eigenvalues_parallel, operator_norms
 
 __all__ = [
     "accumulated_response",
@@ -79,6 +81,7 @@ def integration_modes(
     horizon: int = 15,
     min_retention: float = 0.25,
     min_effect: float = 2.0,
+    eigenvalues: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Slow modes (λ real, r ≤ λ^T ≤ 1/r) of each regime and the inputs they integrate.
 
@@ -86,45 +89,64 @@ def integration_modes(
     slowest qualifying mode (0 where the regime has none), ``eigenvalue`` (regime;
     NaN where none), ``integrates`` (regime, input) = effect ≥ min_effect, and
     ``mode`` (regime, unit) the right eigenvector v (largest |entry| positive).
+    ``eigenvalues`` (regime, mode), in the order of the sorted unique codes, may
+    be passed when already computed (e.g. from :func:`regime_dynamics`); the
+    eigenvectors are then found by inverse iteration for qualifying regimes only.
     """
     codes = _codes(codes)
-    bits = codes_to_bits(codes, params.n_nonlinear)
+    matrices = params.regime_matrix(codes_to_bits(codes, params.n_nonlinear))
+    if eigenvalues is None:
+        eigenvalues = eigenvalues_parallel(matrices)
     M, K = params.n_units, params.n_inputs
     effect = np.zeros((len(codes), K))
-    eigenvalue = np.full(len(codes), np.nan)
+    slowest = np.full(len(codes), np.nan)
     modes = np.full((len(codes), M), np.nan)
-    for i, matrix in enumerate(params.regime_matrix(bits)):
-        values, right = np.linalg.eig(matrix)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_retention = horizon * np.log(np.abs(values.real))
-        candidates = np.flatnonzero(
-            (np.abs(values.imag) <= 1e-9) & (values.real > 0) & (np.abs(log_retention) <= -np.log(min_retention))
-        )
-        if not len(candidates):
-            continue
-        j = candidates[np.argmin(np.abs(np.log(values.real[candidates])))]  # the slowest
-        lam = float(values.real[j])
-        v = right[:, j].real
-        v = v / np.linalg.norm(v)
-        # Left eigenvector for λ: the row of V^{-1} paired with column j (uᵀ v = 1).
-        u = np.linalg.solve(right.T, np.eye(M)[j]).real if np.linalg.cond(right) < 1e12 else None
-        if u is None:
-            continue
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_retention = horizon * np.log(np.abs(eigenvalues.real))
+    qualifies = (
+        (np.abs(eigenvalues.imag) <= 1e-9) & (eigenvalues.real > 0) & (np.abs(log_retention) <= -np.log(min_retention))
+    )
+    for i in np.flatnonzero(qualifies.any(axis=1)):
+        candidates = np.flatnonzero(qualifies[i])
+        lam = float(eigenvalues[i, candidates[np.argmin(np.abs(log_retention[i, candidates]))]].real)
+        v = _null_vector(matrices[i], lam)
+        u = _null_vector(matrices[i].T, lam)
+        if v is None or u is None or abs(u @ v) < 1e-12:
+            continue  # defective or ill-conditioned: no well-defined mode
         u = u / (u @ v)
         steps = horizon if abs(lam - 1) < 1e-12 else (1 - lam**horizon) / (1 - lam)
         effect[i] = np.linalg.norm(params.B @ v) * np.abs(u @ params.C) * steps
-        eigenvalue[i] = lam
+        slowest[i] = lam
         modes[i] = v if v[np.argmax(np.abs(v))] > 0 else -v
     return xr.Dataset(
         {
             "effect": (("regime", "input"), effect),
-            "eigenvalue": ("regime", eigenvalue),
+            "eigenvalue": ("regime", slowest),
             "integrates": (("regime", "input"), effect >= min_effect),
             "mode": (("regime", "unit"), modes),
         },
         coords={"regime": codes},
         attrs={"horizon": horizon, "min_retention": min_retention, "min_effect": min_effect},
     )
+
+
+def _null_vector(matrix: np.ndarray, eigenvalue: float, iterations: int = 3) -> np.ndarray | None:
+    """Unit eigenvector of a real eigenvalue by inverse iteration (one LU, a few solves)."""
+    from scipy.linalg import lu_factor, lu_solve
+
+    M = matrix.shape[0]
+    shift = eigenvalue + 1e-10 * max(1.0, abs(eigenvalue))
+    with np.errstate(all="ignore"):
+        factors = lu_factor(matrix - shift * np.eye(M), check_finite=False)
+        vector = np.ones(M) / np.sqrt(M)
+        for _ in range(iterations):
+            vector = lu_solve(factors, vector, check_finite=False)
+            norm = np.linalg.norm(vector)
+            if not np.isfinite(norm) or norm == 0:
+                return None
+            vector /= norm
+    residual = np.linalg.norm(matrix @ vector - eigenvalue * vector)
+    return vector if residual <= 1e-6 * max(1.0, np.linalg.norm(matrix, 1)) else None
 
 
 def gating(
@@ -177,26 +199,51 @@ def gating(
     )
 
 
-def transient_amplification(params: ALRNNParams, codes: Sequence[int], max_power: int = 20) -> xr.Dataset:
-    """Per regime: ρ(W_Ω), max_{k ≤ K} ‖W_Ω^k‖₂ and the flag ``amplifies`` = (max > 1) & (ρ < 1)."""
-    codes = _codes(codes)
+def transient_amplification(
+    params: ALRNNParams,
+    codes: Sequence[int],
+    max_power: int = 20,
+    peak_regimes: int | None = None,
+    dynamics: xr.Dataset | None = None,
+) -> xr.Dataset:
+    """Per regime: ρ(W_Ω), ‖W_Ω‖₂, the flag ``amplifies`` and the peak of ‖W_Ω^k‖₂ over k ≤ K.
+
+    ``amplifies`` = ρ(W_Ω) < 1 and ‖W_Ω‖₂ > 1. This is exactly "some power
+    has ‖W_Ω^k‖₂ > 1 while ρ < 1": ‖W_Ω‖₂ ≤ 1 bounds every power by 1, and
+    ‖W_Ω‖₂ > 1 is already k = 1. ``peak_norm`` = max_{k ≤ K} ‖W_Ω^k‖₂ and
+    ``peak_step`` its k describe how large and how late the transient is; they
+    cost K products per regime, so only the first ``peak_regimes`` codes in the
+    given order get them (NaN / 0 for the rest; None = all). ``dynamics``, a
+    :func:`regime_dynamics` result covering the codes, saves recomputing ρ and ‖W_Ω‖₂.
+    """
+    ordered = list(dict.fromkeys(int(c) for c in codes))
+    codes = _codes(ordered)
     W = params.regime_matrix(codes_to_bits(codes, params.n_nonlinear))
-    radius = np.abs(np.linalg.eigvals(W)).max(axis=-1)
-    power = W.copy()
-    peak = np.linalg.norm(power, ord=2, axis=(-2, -1))
-    peak_step = np.ones(len(codes), dtype=np.int64)
+    if dynamics is not None:
+        radius = dynamics["spectral_radius"].sel(regime=codes).values
+        norm = dynamics["operator_norm"].sel(regime=codes).values
+    else:
+        radius = np.abs(eigenvalues_parallel(W)).max(axis=-1)
+        norm = operator_norms(W)
+    peak = np.full(len(codes), np.nan)
+    peak_step = np.zeros(len(codes), dtype=np.int64)
+    chosen = np.searchsorted(codes, ordered[:peak_regimes] if peak_regimes is not None else ordered)
+    power = W[chosen].copy()
+    peak[chosen] = norm[chosen]
+    peak_step[chosen] = 1
     for k in range(2, max_power + 1):
-        power = power @ W
-        norm = np.linalg.norm(power, ord=2, axis=(-2, -1))
-        better = norm > peak
-        peak = np.where(better, norm, peak)
-        peak_step = np.where(better, k, peak_step)
+        power = power @ W[chosen]
+        current = operator_norms(power)
+        better = current > peak[chosen]
+        peak[chosen] = np.where(better, current, peak[chosen])
+        peak_step[chosen] = np.where(better, k, peak_step[chosen])
     return xr.Dataset(
         {
             "spectral_radius": ("regime", radius),
+            "operator_norm": ("regime", norm),
             "peak_norm": ("regime", peak),
             "peak_step": ("regime", peak_step),
-            "amplifies": ("regime", (peak > 1) & (radius < 1)),
+            "amplifies": ("regime", (norm > 1) & (radius < 1)),
         },
         coords={"regime": codes},
         attrs={"max_power": max_power},

@@ -190,3 +190,12 @@ def test_regimes_visited_briefly_at_epoch_boundaries():
     assert float(result["boundary_fraction"].sel(regime=7)) == 1.0
     assert not bool(result["transient"].sel(regime=0)) and not bool(result["transient"].sel(regime=1))
     assert int(result["n_visits"].sel(regime=0)) == 6
+
+
+def test_peaks_only_for_the_first_regimes_but_flags_for_all():
+    params = _params(A=[0.5, 0.5], W=[[0.0, 2.0], [0.0, 0.0]], C=np.eye(2), h=[0, 0], B=np.eye(2), n_nonlinear=1)
+    result = transient_amplification(params, [1, 0], max_power=5, peak_regimes=1)
+    assert np.isfinite(float(result["peak_norm"].sel(regime=1))) and int(result["peak_step"].sel(regime=1)) >= 1
+    assert np.isnan(float(result["peak_norm"].sel(regime=0))) and int(result["peak_step"].sel(regime=0)) == 0
+    W0 = params.regime_matrix(np.array([False]))
+    assert bool(result["amplifies"].sel(regime=0)) == bool(np.linalg.norm(W0, 2) > 1)
