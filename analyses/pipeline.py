@@ -38,7 +38,7 @@ import numpy as np
 import xarray as xr
 
 from .core import ALRNNParams, regime_labels, validate_trials
-from .dynamics import regime_dynamics
+from .dynamics import find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
 from .regimes import regime_epoch_table, regime_statistics
 
@@ -83,6 +83,9 @@ def analyze(
     *,
     condition: str | None = "auto",
     max_regimes: int = 32,
+    cycle_periods: tuple[int, ...] = (2,),
+    max_cycle_sequences: int = 4096,
+    step=None,
 ) -> xr.Dataset:
     """Regime statistics, regime–epoch map, per-regime dynamics and primitives in one Dataset.
 
@@ -90,6 +93,13 @@ def analyze(
     ``None`` disables the split. Dynamics are computed for the ``max_regimes``
     most occupied regimes (the fraction of steps they cover is the attribute
     ``dynamics_coverage``).
+
+    k-cycles for each k in ``cycle_periods`` are searched exhaustively under
+    each input condition when the (2^P)^k regime sequences number at most
+    ``max_cycle_sequences`` (``find_cycles`` offers the SCYFI heuristic beyond,
+    too slow to run by default at large P); each candidate is confirmed by
+    iterating ``step`` (z, s) -> next z (default: the NumPy map of ``params``;
+    pass the model's own step to confirm with the model itself).
     """
     validate_trials(trials, variables=("inputs", "latents", "regime", "mask"), coords=("epoch",))
     if condition == "auto":
@@ -124,6 +134,11 @@ def analyze(
         dynamics = dynamics.rename({"condition": "input_condition"})
         result = result.merge(dynamics.drop_vars([v for v in ("bits",) if v in dynamics]), join="outer")
         result["typical_input"] = inputs
+        cycles, skipped = _cycles(params, inputs, cycle_periods, max_cycle_sequences, step)
+        attrs["cycle_periods_searched"] = json.dumps([k for k in cycle_periods if k not in skipped])
+        attrs["cycle_periods_skipped"] = json.dumps(skipped)
+        if cycles is not None:
+            result = result.merge(cycles)
 
         eigenvalues = dynamics["eigenvalue_real"].values + 1j * dynamics["eigenvalue_imag"].values
         integration = integration_modes(params, dynamics["regime"].values, horizon=horizon, eigenvalues=eigenvalues)
@@ -157,6 +172,34 @@ def _restore_flags(result: xr.Dataset) -> xr.Dataset:
         if name in result and result[name].dtype != bool:
             result[name] = result[name].fillna(False).astype(bool)
     return result
+
+
+def _cycles(params: ALRNNParams, inputs: xr.DataArray, periods, max_sequences: int, step):
+    """All k-cycles under every input condition, stacked on ``cycle`` (phases padded with NaN / -1)."""
+    pieces, skipped = [], []
+    longest = max(periods, default=0)
+    for period in periods:
+        if (2 ** params.n_nonlinear) ** period > max_sequences:
+            skipped.append(period)
+            continue
+        for label, s in zip(inputs["input_condition"].values, inputs.values, strict=True):
+            found = find_cycles(params, s, period, method="exhaustive", step=step)
+            n = found.sizes["cycle"]
+            if not n:
+                continue
+            found = found.reindex(phase=np.arange(longest))
+            pieces.append(xr.Dataset(
+                {
+                    "cycle_points": found["points"],
+                    "cycle_regimes": found["regimes"].fillna(-1).astype(np.int64),
+                    "cycle_stable": found["stable"].astype(bool),
+                    "cycle_spectral_radius": found["spectral_radius"],
+                },
+                coords={"cycle_condition": ("cycle", [str(label)] * n), "cycle_period": ("cycle", [period] * n)},
+            ).drop_vars([name for name in ("cycle", "phase") if name in found.coords]))
+    if not pieces:
+        return None, skipped
+    return xr.concat(pieces, dim="cycle"), skipped
 
 
 def _renamed_table(table: xr.Dataset, prefix: str) -> xr.Dataset:

@@ -153,6 +153,24 @@ def _dynamics_section(a: xr.Dataset) -> list[str]:
         real = [str(c) for c, ok in zip(r["input_condition"].values, r["fixed_point_real"].values, strict=True) if ok]
         lines.append(f"| Ω {code} | {float(r['spectral_radius']):.3f} | {'yes' if bool(r['stable']) else 'no'} | "
                      f"{slow} | {', '.join(real) if real else 'none (all virtual)'} |")
+    searched = json.loads(a.attrs.get("cycle_periods_searched", "[]"))
+    skipped = json.loads(a.attrs.get("cycle_periods_skipped", "[]"))
+    if "cycle_points" in a:
+        parts = [
+            f"{int(period)}-cycle through {' → '.join(f'Ω {r}' for r in regimes if r >= 0)} under {condition} "
+            f"({'stable' if stable else 'unstable'})"
+            for period, regimes, condition, stable in zip(a["cycle_period"].values, a["cycle_regimes"].values,
+                                                          a["cycle_condition"].values, a["cycle_stable"].values,
+                                                          strict=True)
+        ]
+        lines += ["", f"Cycles (searched exhaustively for periods {searched}, each confirmed by iterating the model): "
+                  + "; ".join(parts[:10]) + (f"; … {len(parts) - 10} more" if len(parts) > 10 else "") + "."]
+    elif searched:
+        lines += ["", f"No cycles of period {searched} (exhaustive search over all regime sequences, "
+                  "candidates confirmed by iterating the model)."]
+    if skipped:
+        lines += ["", f"Cycles of period {skipped} were not searched: too many regime sequences for an exhaustive "
+                  "search (use `neuroalrnn.analyses.find_cycles(..., method='scyfi')`)."]
     return lines + [""]
 
 

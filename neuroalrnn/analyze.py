@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .analyses import ALRNNParams
 from .analyses import figures as figs
 from .analyses.pipeline import analyze, default_condition
@@ -14,6 +16,23 @@ from .simulate import read_trials, simulate, write_trials
 from .training import TEST_SEED_OFFSET, load_model
 
 __all__ = ["analyze_run"]
+
+
+def model_step(model: ALRNN):
+    """The model's own update as a NumPy function (z, s) -> z_next, in float64, for confirming orbits."""
+    import copy
+
+    import torch
+
+    exact = copy.deepcopy(model).double().eval()
+
+    def step(z: np.ndarray, s: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            z_t = torch.as_tensor(np.asarray(z, dtype=np.float64))
+            drive = torch.as_tensor(np.asarray(s, dtype=np.float64)) @ exact.C.T + exact.h
+            return exact.step(z_t, drive).numpy()
+
+    return step
 
 
 def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 32, log=print) -> dict[str, Path]:
@@ -35,7 +54,7 @@ def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 
         write_trials(trials, trials_path)
         log(f"simulated {n_trials} trials -> {trials_path}")
     params = ALRNNParams.from_model(model)
-    analysis = analyze(trials, params, max_regimes=max_regimes)
+    analysis = analyze(trials, params, max_regimes=max_regimes, step=model_step(model))
     paths = {"analysis": run_dir / "analysis.nc", "report": run_dir / "report.md"}
     with atomic_path(paths["analysis"]) as tmp:
         analysis.to_netcdf(tmp, engine="h5netcdf")

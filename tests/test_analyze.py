@@ -112,3 +112,55 @@ def test_cli_analyze_refuses_a_baseline(tmp_path, capsys):
     assert main(["analyze", str(run)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"neuroalrnn: error: regime analyses need an AL-RNN; {run} holds a gru model"
+
+
+def test_trained_model_stays_at_its_real_fixed_points(small_run):
+    """Fixed points from the analysis are fixed points of the trained model itself."""
+    from neuroalrnn.analyses import find_fixed_points
+    from neuroalrnn.training import load_model
+
+    _, model, env = load_model(small_run)
+    params = ALRNNParams.from_model(model)
+    trials = simulate(model, env, 40, seed=4)
+    inputs = typical_inputs(trials)
+    exact = model.double()
+    checked = 0
+    for s in inputs.values:
+        found = find_fixed_points(params, s)
+        for point, stable in zip(found["point"].values, found["stable"].values, strict=True):
+            steps = 50 if stable else 1  # an unstable point drifts away once rounding pushes it
+            z = torch.from_numpy(point)[None]
+            drive = torch.from_numpy(np.asarray(s, dtype=np.float64)) @ exact.C.T + exact.h
+            with torch.no_grad():
+                for _ in range(steps):
+                    z = exact.step(z, drive)
+            np.testing.assert_allclose(z[0].numpy(), point, atol=1e-8, rtol=1e-8)
+            checked += 1
+    assert checked >= 1, "the trained network should have at least one real fixed point"
+
+
+def test_pipeline_finds_a_known_two_cycle():
+    """z' = 0.25 z − 2.25 relu(z) + s has, at s = 1, the stable 2-cycle (−2/3, 5/6) through regimes 0 → 1."""
+    params = ALRNNParams(A=np.array([0.25]), W=np.array([[-2.25]]), h=np.zeros(1), C=np.array([[1.0]]),
+                         B=np.array([[1.0]]), b=np.zeros(1), n_nonlinear=1)
+    model = ALRNN(1, 1, 1, 1).double()
+    with torch.no_grad():
+        for name in ("A", "W", "h", "C", "B", "b"):
+            getattr(model, name).copy_(torch.from_numpy(getattr(params, name)))
+    inputs = torch.ones(1, 12, 1, dtype=torch.float64)
+    outputs, latents = model(inputs)
+    trials = xr.Dataset(
+        {"inputs": (("trial", "time", "input"), inputs.numpy()),
+         "latents": (("trial", "time", "unit"), latents.detach().numpy()),
+         "outputs": (("trial", "time", "output"), outputs.detach().numpy()),
+         "regime": (("trial", "time"), model.regimes(latents)),
+         "mask": (("trial", "time"), np.ones((1, 12), bool))},
+        coords={"epoch": (("trial", "time"), np.array([["hold"] * 12]))},
+    )
+    from neuroalrnn.analyze import model_step
+
+    result = analyze(trials, params, condition=None, step=model_step(model))
+    assert result.sizes["cycle"] == 1
+    np.testing.assert_allclose(result["cycle_points"].values[0, :, 0], [-2 / 3, 5 / 6], rtol=1e-10)
+    assert result["cycle_regimes"].values.tolist() == [[0, 1]]
+    assert bool(result["cycle_stable"].values[0]) and result["cycle_condition"].values.tolist() == ["hold"]
