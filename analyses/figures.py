@@ -82,7 +82,8 @@ def regime_raster(trials: xr.Dataset, order: Sequence, sort_by: Sequence[str] = 
 def regime_epoch_heatmap(counts: xr.DataArray, max_regimes: int = 20) -> Figure:
     """Heatmap of P(epoch | regime) per task from a (task, regime, epoch) count table."""
     tasks = list(counts["task"].values)
-    fig = Figure(figsize=(4.5 * len(tasks), 0.35 * min(max_regimes, counts.sizes["regime"]) + 1.8))
+    fig = Figure(figsize=(4.5 * len(tasks), 0.35 * min(max_regimes, counts.sizes["regime"]) + 2.2),
+                 layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=True):
         table = counts.sel(task=task)
@@ -97,7 +98,7 @@ def regime_epoch_heatmap(counts: xr.DataArray, max_regimes: int = 20) -> Figure:
             if value >= 0.005:
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if value < 0.6 else "black")
-    fig.colorbar(image, ax=list(axes), shrink=0.8)
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="share of the regime's steps")
     return fig
 
 
@@ -129,7 +130,7 @@ def eigenvalue_spectra(real: xr.DataArray, imag: xr.DataArray, regimes: Sequence
 
 
 def transition_graph(probability: xr.DataArray, occupancy: xr.DataArray, max_regimes: int = 12,
-                     min_probability: float = 0.02) -> Figure:
+                     min_probability: float = 0.005) -> Figure:
     """Regimes on a circle (area ∝ occupancy), arrows for transitions with p ≥ min_probability."""
     codes = list(occupancy["regime"].values[:max_regimes])
     colours = regime_colours(codes)
@@ -145,6 +146,7 @@ def transition_graph(probability: xr.DataArray, occupancy: xr.DataArray, max_reg
             if not p >= min_probability:
                 continue
             (x0, y0), (x1, y1) = position[a], position[b]
+            ax.text(0.55 * x0 + 0.45 * x1 + 0.06, 0.55 * y0 + 0.45 * y1 + 0.06, f"{p:.3f}", fontsize=6, color="0.35")
             ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
                         arrowprops={"arrowstyle": "-|>", "lw": 0.5 + 6 * p, "color": colours[a], "alpha": 0.7,
                                     "shrinkA": 14, "shrinkB": 14, "connectionstyle": "arc3,rad=0.15"})
