@@ -40,6 +40,7 @@ import xarray as xr
 from .core import ALRNNParams, regime_labels, validate_trials
 from .dynamics import find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
+from .regimes import _epoch_order as epoch_order
 from .regimes import regime_epoch_table, regime_statistics
 
 __all__ = ["analyze", "default_condition", "typical_inputs"]
@@ -244,13 +245,9 @@ def _evidence_epoch(trials: xr.Dataset) -> tuple[str, int, list[str]]:
 
 
 def _epoch_order(trials: xr.Dataset) -> list[str]:
-    if "epoch_names" in trials.attrs:
-        names = json.loads(trials.attrs["epoch_names"])
-        present = set(np.unique(trials["epoch"].values[trials["mask"].values.astype(bool)]))
-        return [name for name in names if name in present]
-    epochs = trials["epoch"].values[trials["mask"].values.astype(bool)]
-    _, first = np.unique(epochs, return_index=True)
-    return [str(e) for e in epochs[np.sort(first)]]
+    epochs = trials["epoch"].values
+    valid = trials["mask"].values.astype(bool) & (epochs != "")
+    return epoch_order(trials, epochs, valid)
 
 
 def _conditions(trials: xr.Dataset) -> list[str]:

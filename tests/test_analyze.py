@@ -164,3 +164,17 @@ def test_pipeline_finds_a_known_two_cycle():
     np.testing.assert_allclose(result["cycle_points"].values[0, :, 0], [-2 / 3, 5 / 6], rtol=1e-10)
     assert result["cycle_regimes"].values.tolist() == [[0, 1]]
     assert bool(result["cycle_stable"].values[0]) and result["cycle_condition"].values.tolist() == ["hold"]
+
+
+def test_more_than_62_nonlinear_units_get_statistics_but_no_dynamics():
+    torch.manual_seed(1)
+    model = ALRNN(5, 3, 70, 70).eval()
+    trials = simulate(model, "stimulus-selection", 10, seed=0)
+    result = analyze(trials, ALRNNParams.from_model(model))
+    assert result["regime"].dtype.kind == "U"  # hex labels of the packed bits
+    assert float(result["occupancy"].sum()) == pytest.approx(1.0)
+    assert "W_regime" not in result and "fixed_point" not in result
+    from neuroalrnn.analyses.report import render_report
+
+    report = render_report(result, {}, title="big")
+    assert "Per-regime dynamics need integer regime codes (P ≤ 62)." in report
