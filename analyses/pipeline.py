@@ -40,8 +40,7 @@ import xarray as xr
 from .core import ALRNNParams, regime_labels, validate_trials
 from .dynamics import find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
-from .regimes import _epoch_order as epoch_order
-from .regimes import regime_epoch_table, regime_statistics
+from .regimes import epoch_order, regime_epoch_table, regime_statistics
 
 __all__ = ["analyze", "default_condition", "typical_inputs"]
 

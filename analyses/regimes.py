@@ -120,7 +120,7 @@ def occupancy_by(trials: xr.Dataset, by: str) -> xr.DataArray:
     groups = _grouping(trials, by)
     valid = (steps.index >= 0) & ~_blank(groups)
     if by == "epoch":
-        names = np.asarray(_epoch_order(trials, groups, valid), dtype=str)
+        names = np.asarray(epoch_order(trials, groups, valid), dtype=str)
     else:
         names = _sorted_values(groups[valid])
     group = _positions(groups[valid], names)
@@ -184,7 +184,7 @@ def regime_epoch_table(
         raise ValueError("trials Dataset lacks the coordinate 'epoch' (trial, time) of epoch names")
     epochs = _grouping(trials, "epoch")
     valid = (steps.index >= 0) & ~_blank(epochs)
-    epoch_names = _epoch_order(trials, epochs, valid)
+    epoch_names = epoch_order(trials, epochs, valid)
 
     task = _per_trial(trials, "task") if "task" in trials.variables else np.full(trials.sizes["trial"], "all")
     task_names = _sorted_values(task)
@@ -406,7 +406,7 @@ def _blank(values: np.ndarray) -> np.ndarray:
     return np.zeros(values.shape, dtype=bool)
 
 
-def _epoch_order(trials: xr.Dataset, epochs: np.ndarray, valid: np.ndarray) -> list[str]:
+def epoch_order(trials: xr.Dataset, epochs: np.ndarray, valid: np.ndarray) -> list[str]:
     """Epochs on valid steps: ``attrs["epoch_names"]`` order first, then by first time step, then name."""
     present, inverse = np.unique(epochs[valid], return_inverse=True)
     first = np.full(present.size, np.iinfo(np.int64).max)
