@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-trials", type=_positive_int, default=500)
     train.add_argument("--target-accuracy", type=float, default=0.0,
                        help="stop once held-out decision accuracy reaches this (0 = train all steps)")
+    train.add_argument("--data-workers", type=_non_negative_int, default=1,
+                       help="processes sampling trials while the model trains (default 1; 0 = none)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
@@ -125,7 +127,7 @@ def _train(args) -> int:
             steps=args.steps or TrainConfig.steps, batch_size=args.batch_size, optimizer=args.optimizer,
             lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
-            target_accuracy=args.target_accuracy,
+            target_accuracy=args.target_accuracy, data_workers=args.data_workers,
         )
         trainer = Trainer(config, args.out, progress=not args.no_progress)
     try:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -124,6 +127,81 @@ def _batch_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
+def sample_step_batch(env, config: TrainConfig, step: int) -> envs.TrialBatch:
+    """The training trials of step ``step``: drawn from a seed that depends only on (seed, step)."""
+    return envs.sample_trials(
+        env,
+        config.batch_size,
+        seed=_batch_seed(config.seed, step),
+        task_name=config.task,
+        weighting=config.weighting,
+        decision_weight=config.decision_weight,
+    )
+
+
+class _StepBatches(torch.utils.data.Dataset):
+    """Map-style dataset: index = training step, item = that step's TrialBatch (for DataLoader workers)."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config
+        self.env = None  # built lazily, in the worker process
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def __getitem__(self, step: int) -> envs.TrialBatch:
+        if self.env is None:
+            self.env = make_task(self.config)
+        return sample_step_batch(self.env, self.config, step)
+
+
+def _as_is(batch):
+    return batch
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """Hold an advisory lock on ``run_dir`` so two processes never train into the same run."""
+    import fcntl
+
+    with (run_dir / ".lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryError(f"another process is training in {run_dir}; wait for it or stop it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _deferred_interrupt:
+    """While active (main thread only), Ctrl-C sets ``requested`` instead of raising at once.
+
+    The training loop checks it after each completed step and then stops with
+    a checkpoint, so an interrupt never lands inside an update; a second
+    Ctrl-C raises immediately.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _deferred_interrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 class Trainer:
     """Train a model on a task and keep its run directory up to date.
 
@@ -153,6 +231,7 @@ class Trainer:
         self.stopped_early = False
         self._eval_batch: envs.TrialBatch | None = None
         self._resumed = False
+        self._in_update = False
         self.saved_step: int | None = None  # the step of the checkpoint on disk
 
     @classmethod
@@ -174,15 +253,25 @@ class Trainer:
         return trainer
 
     def sample_batch(self, step: int) -> envs.TrialBatch:
-        config = self.config
-        return envs.sample_trials(
-            self.env,
-            config.batch_size,
-            seed=_batch_seed(config.seed, step),
-            task_name=config.task,
-            weighting=config.weighting,
-            decision_weight=config.decision_weight,
+        return sample_step_batch(self.env, self.config, step)
+
+    def _batches(self):
+        """The training batches from the current step on: sampled here, or by worker processes.
+
+        With ``data_workers`` > 0 a torch DataLoader samples the batches of the
+        coming steps in parallel with training; each batch is still the pure
+        function of (seed, step), so results do not depend on the worker count.
+        """
+        if self.config.data_workers == 0:
+            for step in range(self.step, self.config.steps):
+                yield self.sample_batch(step)
+            return
+        loader = torch.utils.data.DataLoader(
+            _StepBatches(self.config), batch_size=None, sampler=range(self.step, self.config.steps),
+            num_workers=self.config.data_workers, collate_fn=_as_is, prefetch_factor=4,
+            generator=torch.Generator().manual_seed(0),  # keep the global RNG (recurrent noise) untouched
         )
+        yield from loader
 
     def evaluate(self) -> float:
         """Decision accuracy on the held-out evaluation trials (noiseless model)."""
@@ -205,6 +294,11 @@ class Trainer:
                 f"{self.run_dir} already holds a run; resume it (--resume) or choose another output directory"
             )
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self.run_dir):
+            return self._fit_locked()
+
+    def _fit_locked(self) -> Trainer:
+        config = self.config
         write_config(self.run_dir, config)
         self.model.train()
         bar = tqdm(
@@ -213,38 +307,45 @@ class Trainer:
             mininterval=0.2 if sys.stderr.isatty() else 10.0,  # a log file gets a line per 10 s
         )
         started = time.perf_counter() - self.elapsed
-        in_update = False
-        try:
-            while self.step < config.steps and not self.stopped_early:
-                batch = self.sample_batch(self.step)
-                lr = learning_rate(config, self.step)
-                in_update = True
-                loss, accuracy = self._update(batch, lr)
-                self.step += 1
-                in_update = False
-                self.elapsed = time.perf_counter() - started
-                row = {"step": self.step, "loss": loss, "accuracy": accuracy, "eval_accuracy": "",
-                       "lr": lr, "wall_time": round(self.elapsed, 3)}
-                if self.step % config.eval_every == 0 or self.step == config.steps:
-                    row["eval_accuracy"] = self.evaluate()
-                    if config.target_accuracy > 0 and row["eval_accuracy"] >= config.target_accuracy:
-                        self.stopped_early = True
-                self.metrics.append(row)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}")
-                if self.step % config.checkpoint_every == 0:
+        with _deferred_interrupt() as interrupt:
+            try:
+                self._loop(bar, started, interrupt)
+            except TrainingDiverged:
+                write_metrics(self.run_dir, self.metrics)
+                raise
+            except KeyboardInterrupt:
+                if not self._in_update:  # the state is consistent between updates
                     self.save()
-        except TrainingDiverged:
-            write_metrics(self.run_dir, self.metrics)
-            raise
-        except KeyboardInterrupt:
-            if not in_update:  # the state is consistent between updates
-                self.save()
-            raise
-        finally:
-            bar.close()
+                raise
+            finally:
+                bar.close()
         self.save()
         return self
+
+    def _loop(self, bar, started: float, interrupt) -> None:
+        config = self.config
+        batches = self._batches()
+        while self.step < config.steps and not self.stopped_early:
+            batch = next(batches)
+            lr = learning_rate(config, self.step)
+            self._in_update = True
+            loss, accuracy = self._update(batch, lr)
+            self.step += 1
+            self._in_update = False
+            self.elapsed = time.perf_counter() - started
+            row = {"step": self.step, "loss": loss, "accuracy": accuracy, "eval_accuracy": "",
+                   "lr": lr, "wall_time": round(self.elapsed, 3)}
+            if self.step % config.eval_every == 0 or self.step == config.steps:
+                row["eval_accuracy"] = self.evaluate()
+                if config.target_accuracy > 0 and row["eval_accuracy"] >= config.target_accuracy:
+                    self.stopped_early = True
+            self.metrics.append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}")
+            if self.step % config.checkpoint_every == 0:
+                self.save()
+            if interrupt.requested:
+                raise KeyboardInterrupt
 
     def _update(self, batch: envs.TrialBatch, lr: float) -> tuple[float, float]:
         inputs = torch.from_numpy(batch.inputs)

@@ -173,3 +173,43 @@ def test_alrnn_learns_stimulus_selection_to_criterion(tmp_path):
     trainer = Trainer(config, tmp_path / "run", progress=False).fit()
     assert trainer.final_accuracy >= 0.9, trainer.metrics[-1]
     assert trainer.stopped_early
+
+
+def test_data_workers_do_not_change_the_result(tmp_path, tiny_config):
+    in_process = Trainer(tiny_config, tmp_path / "a", progress=False).fit()
+    with_workers = Trainer(tiny_config.replace(data_workers=1), tmp_path / "b", progress=False).fit()
+    for name, value in _weights(in_process).items():
+        assert torch.equal(value, _weights(with_workers)[name]), name
+
+
+def test_ctrl_c_during_an_update_finishes_the_step_and_saves(tmp_path, tiny_config, monkeypatch):
+    import signal
+
+    trainer = Trainer(tiny_config, tmp_path / "run", progress=False)
+    original = trainer._update
+
+    def update_then_ctrl_c(batch, lr):
+        result = original(batch, lr)
+        if trainer.step == 4:  # the 5th update is under way
+            signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(trainer, "_update", update_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "run")["step"] == 5
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    resumed = Trainer.resume(tmp_path / "run", progress=False).fit()
+    straight = Trainer(tiny_config, tmp_path / "straight", progress=False).fit()
+    for name, value in _weights(straight).items():
+        assert torch.equal(value, _weights(resumed)[name]), name
+
+
+def test_two_trainers_cannot_share_a_run_directory(tmp_path, tiny_config):
+    import fcntl
+
+    (tmp_path / "run").mkdir()
+    with (tmp_path / "run" / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunDirectoryError, match="another process is training"):
+            Trainer(tiny_config, tmp_path / "run", progress=False).fit()
