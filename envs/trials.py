@@ -164,13 +164,17 @@ def sample_trials(
 def _loss_weights(epoch: np.ndarray, mask: np.ndarray, weighting: str) -> np.ndarray:
     if weighting == "uniform":
         return mask.astype(np.float64)
-    weight = np.zeros(epoch.shape)
-    for i in range(epoch.shape[0]):
-        codes, counts = np.unique(epoch[i][mask[i]], return_counts=True)
-        length = counts.sum()
-        for code, count in zip(codes, counts, strict=True):
-            weight[i, epoch[i] == code] = length / (len(codes) * count)
-    return weight * mask
+    n_trials = epoch.shape[0]
+    n_codes = int(epoch.max()) + 2 if epoch.size else 1  # the last bucket: valid steps outside any epoch
+    code = np.where(mask, np.where(epoch < 0, n_codes - 1, epoch), 0).astype(np.int64)
+    slot = np.arange(n_trials)[:, None] * n_codes + code
+    counts = np.bincount(slot[mask], minlength=n_trials * n_codes).reshape(n_trials, n_codes)
+    length = counts.sum(axis=1, keepdims=True)  # L, steps per trial
+    n_epochs = (counts > 0).sum(axis=1, keepdims=True)  # E
+    per_step = np.take_along_axis(counts, code, axis=1)  # n_e(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = length / (n_epochs * per_step)
+    return np.where(mask, weight, 0.0)
 
 
 def _collect_conditions(trials: list[dict]) -> dict[str, np.ndarray]:

@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``. Bad input exits non-zero with
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``bench``. Bad input exits non-zero with
 one readable line on stderr.
 """
 
@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-trials", type=_positive_int, default=500)
     train.add_argument("--target-accuracy", type=float, default=0.0,
                        help="stop once held-out decision accuracy reaches this (0 = train all steps)")
+    train.add_argument("--plain-step", action="store_true",
+                       help="train the AL-RNN with plain autograd instead of the fast step")
     train.add_argument("--data-workers", type=_non_negative_int, default=1,
                        help="processes sampling trials while the model trains (default 1; 0 = none)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -99,7 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trials to simulate when DIR has no trials.nc (default 500)")
     analyze.add_argument("--max-regimes", type=_positive_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32)")
+    bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")
+    bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
+    bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     return parser
+
+
+def _bench(args) -> int:
+    from .bench import run_benchmark
+
+    run_benchmark(rounds=args.rounds, memory=not args.no_memory)
+    return 0
 
 
 def _analyze(args) -> int:
@@ -127,7 +139,7 @@ def _train(args) -> int:
             steps=args.steps or TrainConfig.steps, batch_size=args.batch_size, optimizer=args.optimizer,
             lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
-            target_accuracy=args.target_accuracy, data_workers=args.data_workers,
+            target_accuracy=args.target_accuracy, data_workers=args.data_workers, fast_step=not args.plain_step,
         )
         trainer = Trainer(config, args.out, progress=not args.no_progress)
     try:
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import RunDirectoryError
     from .training import TrainingDiverged
 
-    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze}
+    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench}
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, RunDirectoryError, TrainingDiverged) as error:

@@ -31,6 +31,10 @@ class TrainConfig:
     step: ×0.1 at 2/3 of the steps), ``grad_clip`` (max global L2 norm; 0 = off),
     ``seed``.
 
+    ``fast_step``: train AL-RNNs with :func:`neuroalrnn.fast.alrnn_forward_fast`
+    (hand-written backward through time, gradients tested against autograd)
+    instead of autograd through ``ALRNN.forward``.
+
     Data: ``data_workers`` processes sample the coming steps' trials while the
     model trains (0 = sample in the training process); results do not depend
     on it.
@@ -62,6 +66,7 @@ class TrainConfig:
     eval_trials: int = 500
     target_accuracy: float = 0.0
     data_workers: int = 0
+    fast_step: bool = True
 
     def __post_init__(self) -> None:
         _choice("model", self.model, tuple(MODEL_KINDS))
@@ -89,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"slope must lie in [0, 1], got {self.slope}")
         if not 0 <= self.target_accuracy <= 1:
             raise ValueError(f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
+        if not isinstance(self.fast_step, bool):
+            raise ValueError(f"fast_step must be True or False, got {self.fast_step!r}")
         if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 0:
             raise ValueError(f"data_workers must be an integer >= 0, got {self.data_workers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

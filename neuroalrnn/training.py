@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 from . import envs
 from .config import TrainConfig
 from .evaluation import decision_choice
-from .models import build_model
+from .fast import alrnn_forward_fast
+from .models import ALRNN, build_model
 from .rundir import (
     CHECKPOINT_FILE,
     RunDirectoryError,
@@ -349,7 +350,10 @@ class Trainer:
 
     def _update(self, batch: envs.TrialBatch, lr: float) -> tuple[float, float]:
         inputs = torch.from_numpy(batch.inputs)
-        outputs, _ = self.model(inputs)
+        if self.config.fast_step and isinstance(self.model, ALRNN):
+            outputs, _ = alrnn_forward_fast(self.model, inputs)
+        else:
+            outputs, _ = self.model(inputs)
         loss = weighted_cross_entropy(outputs, torch.from_numpy(batch.targets), torch.from_numpy(batch.weight))
         if not torch.isfinite(loss):
             self._diverged(f"loss is {loss.item()}")

@@ -213,3 +213,11 @@ def test_two_trainers_cannot_share_a_run_directory(tmp_path, tiny_config):
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(RunDirectoryError, match="another process is training"):
             Trainer(tiny_config, tmp_path / "run", progress=False).fit()
+
+
+def test_fast_and_plain_steps_train_the_same_network(tmp_path, tiny_config):
+    fast = Trainer(tiny_config, tmp_path / "fast", progress=False).fit()
+    plain = Trainer(tiny_config.replace(fast_step=False), tmp_path / "plain", progress=False).fit()
+    for name, value in _weights(fast).items():
+        torch.testing.assert_close(value, _weights(plain)[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert [row["loss"] for row in fast.metrics] == pytest.approx([row["loss"] for row in plain.metrics], rel=1e-4)

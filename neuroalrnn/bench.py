@@ -1,0 +1,209 @@
+"""`neuroalrnn bench`: training speed against the status quo, in one process, interleaved.
+
+Three comparisons, each repeated in alternating rounds so that a noisy shared
+machine slows both sides alike; medians are printed with their ratios.
+
+(a) the status quo a user writes today: ``ngym.Dataset`` batches feeding a
+    ``torch.nn.RNN`` (relu) plus linear readout, cross-entropy, Adam;
+(b) our full training loop: the Trainer on the same task (stimulus selection
+    at dt = 22 ms, ~100 steps per trial), with its data workers and the fast
+    AL-RNN step — per-step time read off ``metrics.csv``'s wall clock;
+(c) one training step alone (forward, loss, backward, Adam) on a fixed batch:
+    ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
+    fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps.
+
+Peak memory is the peak resident set size (``ru_maxrss``) of a fresh
+subprocess that builds the model and runs a few steps of one variant: what a
+run of that variant needs, interpreter and libraries included.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import TrainConfig
+from .fast import alrnn_forward_fast
+from .models import ALRNN
+from .rundir import read_metrics
+from .training import Trainer, make_task
+
+__all__ = ["run_benchmark"]
+
+N_INPUTS, N_OUTPUTS, N_STEPS = 5, 3, 100
+SIZES = ((128, 32), (256, 128))  # (units, batch)
+
+
+def _rnn_step(units: int, batch: int) -> Callable[[], None]:
+    torch.manual_seed(0)
+    rnn = nn.RNN(N_INPUTS, units, nonlinearity="relu", batch_first=True)
+    readout = nn.Linear(units, N_OUTPUTS)
+    optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=1e-3)
+    inputs, targets = _fixed_batch(batch)
+
+    def step() -> None:
+        latents, _ = rnn(inputs)
+        loss = nn.functional.cross_entropy(readout(latents).flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _alrnn_step(units: int, batch: int, fast: bool) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = ALRNN(N_INPUTS, N_OUTPUTS, units, units // 16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    inputs, targets = _fixed_batch(batch)
+
+    def step() -> None:
+        outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
+        loss = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _fixed_batch(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randn(batch, N_STEPS, N_INPUTS, generator=generator)
+    targets = torch.randint(0, N_OUTPUTS, (batch, N_STEPS), generator=generator)
+    return inputs, targets
+
+
+def _status_quo_loop(units: int, batch: int) -> Callable[[], None]:
+    """ngym.Dataset + nn.RNN on the stimulus-selection task, one training step per call."""
+    import neurogym as ngym
+
+    env = make_task(_task_config(units, batch))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # neurogym's own deprecation and wrapper warnings
+        dataset = ngym.Dataset(env, batch_size=batch, seq_len=N_STEPS)
+    torch.manual_seed(0)
+    rnn = nn.RNN(env.observation_space.shape[0], units, nonlinearity="relu")
+    readout = nn.Linear(units, env.action_space.n)
+    optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=1e-3)
+
+    def step() -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            observations, labels = dataset()
+        latents, _ = rnn(torch.from_numpy(observations).float())
+        loss = nn.functional.cross_entropy(readout(latents).flatten(0, 1), torch.from_numpy(labels).flatten().long())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _task_config(units: int, batch: int, steps: int = 1, workers: int = 1) -> TrainConfig:
+    return TrainConfig(task_kwargs={"dt": 22}, n_units=units, n_nonlinear=units // 16, batch_size=batch,
+                       steps=steps, eval_every=steps, eval_trials=batch, checkpoint_every=steps, seed=0,
+                       data_workers=workers)
+
+
+def _our_loop_seconds_per_step(units: int, batch: int, steps: int) -> float:
+    """Mean wall time per step of the Trainer (data workers, fast step), from metrics.csv.
+
+    Steps 3 .. steps−1 only: the first ones include the workers' start, the
+    last one the final evaluation.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        Trainer(_task_config(units, batch, steps), folder, progress=False).fit()
+        wall = np.array([row["wall_time"] for row in read_metrics(folder)])
+    return float((wall[-2] - wall[2]) / (len(wall) - 4))
+
+
+def _time(step: Callable[[], None], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _peak_memory_mb(variant: str, units: int, batch: int) -> float:
+    """Peak RSS (MB) of a fresh process running a few steps of ``variant``."""
+    code = (
+        "import json, resource, torch; torch.set_num_threads(1)\n"
+        "from neuroalrnn import bench\n"
+        f"step = bench._make({variant!r}, {units}, {batch})\n"
+        "for _ in range(3): step()\n"
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(result.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in kB on Linux
+
+
+def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
+    return {
+        "nn.RNN": lambda: _rnn_step(units, batch),
+        "AL-RNN plain": lambda: _alrnn_step(units, batch, fast=False),
+        "AL-RNN fast": lambda: _alrnn_step(units, batch, fast=True),
+        "status quo loop": lambda: _status_quo_loop(units, batch),
+    }[variant]()
+
+
+def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memory: bool = True,
+                  log: Callable[[str], None] = print) -> dict:
+    """Run (a)–(c) and print a table; returns the medians (seconds) and ratios."""
+    results: dict = {"threads": torch.get_num_threads()}
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians over {rounds} interleaved rounds")
+
+    log("\n(c) one training step alone (forward, loss, backward, Adam), 100 time steps")
+    for units, batch in SIZES:
+        steps = {name: _make(name, units, batch) for name in ("nn.RNN", "AL-RNN plain", "AL-RNN fast")}
+        times: dict[str, list[float]] = {name: [] for name in steps}
+        for step in steps.values():
+            step()  # warm-up
+        for _ in range(rounds):
+            for name, step in steps.items():
+                times[name] += _time(step, repeats)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        base = medians["nn.RNN"]
+        log(f"  M={units}, batch {batch}:")
+        for name, value in medians.items():
+            log(f"    {name:<13} {1e3 * value:8.2f} ms  ({value / base:.2f}x nn.RNN, {batch / value:8.0f} trials/s)")
+        results[f"step_M{units}_B{batch}"] = {**medians, "fast_over_rnn": medians["AL-RNN fast"] / base,
+                                              "plain_over_rnn": medians["AL-RNN plain"] / base}
+
+    units, batch = SIZES[0]
+    log(f"\n(a) status quo vs (b) our training loop, stimulus selection, M={units}, batch {batch}, ~100 steps/trial")
+    log("  (time per step = a round's total time / its steps, so data-generation bursts count; median of rounds)")
+    status_quo = _status_quo_loop(units, batch)
+    status_quo()
+    quo_times: list[float] = []
+    our_times: list[float] = []
+    for _ in range(rounds):
+        quo_times.append(sum(_time(status_quo, loop_steps)) / loop_steps)
+        our_times.append(_our_loop_seconds_per_step(units, batch, loop_steps))
+    quo, ours = statistics.median(quo_times), statistics.median(our_times)
+    log(f"  (a) ngym.Dataset + nn.RNN   {1e3 * quo:8.2f} ms/step  {batch / quo:8.0f} trials/s")
+    log(f"  (b) neuroalrnn Trainer      {1e3 * ours:8.2f} ms/step  {batch / ours:8.0f} trials/s")
+    log(f"  speed-up (b)/(a): {quo / ours:.2f}x trials per second")
+    results["loop"] = {"status_quo": quo, "ours": ours, "speedup": quo / ours}
+
+    if memory:
+        log("\npeak memory (max RSS of a fresh process running 3 steps)")
+        for units, batch in SIZES:
+            row = {name: _peak_memory_mb(name, units, batch) for name in ("nn.RNN", "AL-RNN plain", "AL-RNN fast")}
+            log(f"  M={units}, batch {batch}: " + ", ".join(f"{k} {v:.0f} MB" for k, v in row.items()))
+            results[f"memory_M{units}_B{batch}"] = row
+        row = {name: _peak_memory_mb(name, *SIZES[0]) for name in ("status quo loop",)}
+        log(f"  status quo loop (M={SIZES[0][0]}): {row['status quo loop']:.0f} MB")
+    return results
