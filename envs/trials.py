@@ -7,6 +7,7 @@ trials are built here from ``env.unwrapped.new_trial()`` and the env's
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,22 @@ class TrialBatch:
     @property
     def n_steps(self) -> int:
         return self.inputs.shape[1]
+
+    def take(self, indices: np.ndarray) -> TrialBatch:
+        """The trials at ``indices``, padding trimmed to the longest of them."""
+        indices = np.asarray(indices)
+        mask = self.mask[indices]
+        n_steps = int(mask.any(axis=0).nonzero()[0].max()) + 1 if mask.any() else 0
+        return dataclasses.replace(
+            self,
+            inputs=self.inputs[indices, :n_steps],
+            targets=self.targets[indices, :n_steps],
+            mask=mask[:, :n_steps],
+            weight=self.weight[indices, :n_steps],
+            epoch=self.epoch[indices, :n_steps],
+            task=self.task[indices],
+            conditions={name: values[indices] for name, values in self.conditions.items()},
+        )
 
     def epoch_mask(self, name: str) -> np.ndarray:
         """(trial, time) bool: the steps that belong to epoch ``name``."""

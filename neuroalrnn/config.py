@@ -35,9 +35,14 @@ class TrainConfig:
     (hand-written backward through time, gradients tested against autograd)
     instead of autograd through ``ALRNN.forward``.
 
-    Data: ``data_workers`` processes sample the coming steps' trials while the
-    model trains (0 = sample in the training process); results do not depend
-    on it.
+    Data: trials are pre-sampled into banks of ``bank_size`` trials; each
+    step draws ``batch_size`` of them, and a new bank is drawn after
+    ``bank_reuse`` × bank_size / batch_size steps, so each trial is used about
+    ``bank_reuse`` times (``bank_size=0``: fresh trials every step). With
+    ``train_trials`` = N the model trains on one fixed set of N trials (the
+    low-data regime); held-out evaluation trials are always separate.
+    ``data_workers`` processes sample the coming banks while the model trains
+    (0 = sample in the training process); results do not depend on it.
 
     Bookkeeping: ``checkpoint_every`` steps, ``eval_every`` steps on
     ``eval_trials`` held-out trials, and ``target_accuracy`` (stop once the
@@ -66,6 +71,9 @@ class TrainConfig:
     eval_trials: int = 500
     target_accuracy: float = 0.0
     data_workers: int = 0
+    bank_size: int = 2048
+    bank_reuse: int = 4
+    train_trials: int | None = None
     fast_step: bool = True
 
     def __post_init__(self) -> None:
@@ -96,6 +104,13 @@ class TrainConfig:
             raise ValueError(f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
         if not isinstance(self.fast_step, bool):
             raise ValueError(f"fast_step must be True or False, got {self.fast_step!r}")
+        for name in ("bank_size",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        _positive_int("bank_reuse", self.bank_reuse)
+        if self.train_trials is not None:
+            _positive_int("train_trials", self.train_trials)
         if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 0:
             raise ValueError(f"data_workers must be an integer >= 0, got {self.data_workers!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -128,32 +128,61 @@ def _batch_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
-def sample_step_batch(env, config: TrainConfig, step: int) -> envs.TrialBatch:
-    """The training trials of step ``step``: drawn from a seed that depends only on (seed, step)."""
+def data_unit(config: TrainConfig, step: int) -> int:
+    """Which sampled unit holds step ``step``'s trials: the step itself, or its trial bank."""
+    if config.train_trials is not None:
+        return 0
+    if config.bank_size == 0:
+        return step
+    return step // max(1, config.bank_size * config.bank_reuse // config.batch_size)
+
+
+def sample_unit(env, config: TrainConfig, unit: int) -> envs.TrialBatch:
+    """Sample one data unit: a step's batch (fresh trials) or a whole trial bank.
+
+    Seeds depend only on (seed, step) or (seed, bank), so any step's trials can
+    be rebuilt after a resume; the fixed training set of ``train_trials`` has a
+    seed of its own, distinct from the held-out evaluation trials.
+    """
+    if config.train_trials is None and config.bank_size == 0:
+        n_trials, seed = config.batch_size, _batch_seed(config.seed, unit)
+    elif config.train_trials is not None:
+        n_trials, seed = config.train_trials, _bank_seed(config.seed, "train")
+    else:
+        n_trials, seed = config.bank_size, _bank_seed(config.seed, unit)
     return envs.sample_trials(
-        env,
-        config.batch_size,
-        seed=_batch_seed(config.seed, step),
-        task_name=config.task,
-        weighting=config.weighting,
+        env, n_trials, seed=seed, task_name=config.task, weighting=config.weighting,
         decision_weight=config.decision_weight,
     )
 
 
-class _StepBatches(torch.utils.data.Dataset):
-    """Map-style dataset: index = training step, item = that step's TrialBatch (for DataLoader workers)."""
+def batch_of_step(config: TrainConfig, unit: envs.TrialBatch, step: int) -> envs.TrialBatch:
+    """Step ``step``'s training batch from its data unit (banks: ``batch_size`` trials drawn by (seed, step))."""
+    if config.train_trials is None and config.bank_size == 0:
+        return unit
+    rng = np.random.default_rng([config.seed, step, 7])
+    return unit.take(rng.choice(unit.n_trials, size=min(config.batch_size, unit.n_trials), replace=False))
+
+
+def _bank_seed(seed: int, bank: int | str) -> int:
+    tag = 0 if bank == "train" else int(bank) + 1
+    return int(np.random.SeedSequence([seed, tag, 0xBA4C]).generate_state(1)[0])
+
+
+class _Units(torch.utils.data.Dataset):
+    """Map-style dataset over data units (steps or banks), for DataLoader workers."""
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.env = None  # built lazily, in the worker process
 
     def __len__(self) -> int:
-        return self.config.steps
+        return data_unit(self.config, self.config.steps - 1) + 1
 
-    def __getitem__(self, step: int) -> envs.TrialBatch:
+    def __getitem__(self, unit: int) -> envs.TrialBatch:
         if self.env is None:
             self.env = make_task(self.config)
-        return sample_step_batch(self.env, self.config, step)
+        return sample_unit(self.env, self.config, unit)
 
 
 def _as_is(batch):
@@ -233,6 +262,7 @@ class Trainer:
         self._eval_batch: envs.TrialBatch | None = None
         self._resumed = False
         self._in_update = False
+        self._unit, self._unit_id = None, None
         self.saved_step: int | None = None  # the step of the checkpoint on disk
 
     @classmethod
@@ -254,25 +284,36 @@ class Trainer:
         return trainer
 
     def sample_batch(self, step: int) -> envs.TrialBatch:
-        return sample_step_batch(self.env, self.config, step)
+        """Step ``step``'s training trials (sampled here, reusing the current bank)."""
+        unit = data_unit(self.config, step)
+        if self._unit_id != unit:
+            self._unit, self._unit_id = sample_unit(self.env, self.config, unit), unit
+        return batch_of_step(self.config, self._unit, step)
 
     def _batches(self):
-        """The training batches from the current step on: sampled here, or by worker processes.
+        """The training batches from the current step on.
 
-        With ``data_workers`` > 0 a torch DataLoader samples the batches of the
-        coming steps in parallel with training; each batch is still the pure
-        function of (seed, step), so results do not depend on the worker count.
+        With ``data_workers`` > 0 a torch DataLoader samples the coming data
+        units (steps or trial banks) in parallel with training; every batch is
+        a pure function of (seed, step), so results do not depend on it.
         """
-        if self.config.data_workers == 0:
-            for step in range(self.step, self.config.steps):
+        config = self.config
+        if config.data_workers == 0:
+            for step in range(self.step, config.steps):
                 yield self.sample_batch(step)
             return
+        first, last = data_unit(config, self.step), data_unit(config, config.steps - 1)
         loader = torch.utils.data.DataLoader(
-            _StepBatches(self.config), batch_size=None, sampler=range(self.step, self.config.steps),
-            num_workers=self.config.data_workers, collate_fn=_as_is, prefetch_factor=4,
+            _Units(config), batch_size=None, sampler=range(first, last + 1),
+            num_workers=config.data_workers, collate_fn=_as_is, prefetch_factor=2,
             generator=torch.Generator().manual_seed(0),  # keep the global RNG (recurrent noise) untouched
         )
-        yield from loader
+        units = iter(loader)
+        unit_id, unit = None, None
+        for step in range(self.step, config.steps):
+            while unit_id != data_unit(config, step):
+                unit, unit_id = next(units), (first if unit_id is None else unit_id + 1)
+            yield batch_of_step(config, unit, step)
 
     def evaluate(self) -> float:
         """Decision accuracy on the held-out evaluation trials (noiseless model)."""

@@ -58,8 +58,10 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path, tiny_config):
     assert not torch.equal(_weights(first)["W"], _weights(third)["W"])
 
 
-def test_interrupted_run_resumes_exactly(tmp_path, tiny_config, monkeypatch):
-    """2N steps straight == N steps, an interrupt, a resume and N more (noise on)."""
+@pytest.mark.parametrize("bank_size", [0, 12], ids=["fresh-trials", "banks-of-12"])
+def test_interrupted_run_resumes_exactly(tmp_path, tiny_config, monkeypatch, bank_size):
+    """2N steps straight == N steps, an interrupt, a resume and N more (noise on; mid-bank)."""
+    tiny_config = tiny_config.replace(bank_size=bank_size)
     straight = Trainer(tiny_config, tmp_path / "straight", progress=False).fit()
 
     interrupted = Trainer(tiny_config, tmp_path / "split", progress=False)
@@ -175,7 +177,9 @@ def test_alrnn_learns_stimulus_selection_to_criterion(tmp_path):
     assert trainer.stopped_early
 
 
-def test_data_workers_do_not_change_the_result(tmp_path, tiny_config):
+@pytest.mark.parametrize("bank_size", [0, 12], ids=["fresh-trials", "banks-of-12"])
+def test_data_workers_do_not_change_the_result(tmp_path, tiny_config, bank_size):
+    tiny_config = tiny_config.replace(bank_size=bank_size)
     in_process = Trainer(tiny_config, tmp_path / "a", progress=False).fit()
     with_workers = Trainer(tiny_config.replace(data_workers=1), tmp_path / "b", progress=False).fit()
     for name, value in _weights(in_process).items():
@@ -221,3 +225,44 @@ def test_fast_and_plain_steps_train_the_same_network(tmp_path, tiny_config):
     for name, value in _weights(fast).items():
         torch.testing.assert_close(value, _weights(plain)[name], rtol=1e-4, atol=1e-5, msg=name)
     assert [row["loss"] for row in fast.metrics] == pytest.approx([row["loss"] for row in plain.metrics], rel=1e-4)
+
+
+def test_banks_are_reused_then_replaced(tiny_config, tmp_path):
+    trainer = Trainer(tiny_config.replace(bank_size=12, bank_reuse=2), tmp_path / "run", progress=False)
+    # 12 trials x 2 uses / 6 per batch = 4 steps per bank
+    first = [trainer.sample_batch(step) for step in range(4)]
+    later = trainer.sample_batch(4)
+    bank0 = {float(c) for b in first for c in b.conditions["coh_motion"] * 10 + b.conditions["coh_colour"]}
+    assert len(bank0) <= 12
+    assert all(b.n_trials == 6 for b in first)
+    again = Trainer(tiny_config.replace(bank_size=12, bank_reuse=2), tmp_path / "other", progress=False)
+    np.testing.assert_array_equal(again.sample_batch(4).inputs, later.inputs)  # a pure function of (seed, step)
+
+
+def test_fixed_training_set_and_held_out_evaluation(tiny_config, tmp_path):
+    config = tiny_config.replace(train_trials=10, bank_size=0)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    pool = trainer.sample_batch(0)
+    seen = set()
+    for step in range(30):
+        batch = trainer.sample_batch(step)
+        assert batch.n_trials == 6
+        seen |= {row.tobytes() for row in batch.inputs[:, :20]}
+    assert len(seen) == 10  # every step draws from the same 10 trials, and all of them get used
+    trainer.evaluate()
+    held_out = {row.tobytes() for row in trainer._eval_batch.inputs[:, :20]}
+    assert not seen & held_out
+    assert pool.n_trials == 6
+    Trainer(config, tmp_path / "fit", progress=False).fit()
+
+
+def test_trial_batch_take_trims_padding():
+    from neuroalrnn.envs import make, sample_trials
+
+    batch = sample_trials(make("stimulus-selection"), 20, seed=0)
+    lengths = batch.mask.sum(axis=1)
+    shortest = np.flatnonzero(lengths == lengths.min())[:2]
+    sub = batch.take(shortest)
+    assert sub.n_steps == lengths.min() and sub.mask.all()
+    np.testing.assert_array_equal(sub.inputs, batch.inputs[shortest, : lengths.min()])
+    assert sub.conditions["context"].tolist() == batch.conditions["context"][shortest].tolist()
