@@ -12,9 +12,10 @@ machine slows both sides alike; medians are printed with their ratios.
     ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
     fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps.
 
-Peak memory is the peak resident set size (``ru_maxrss``) of a fresh
-subprocess that builds the model and runs a few steps of one variant: what a
-run of that variant needs, interpreter and libraries included.
+Peak memory: a fresh subprocess builds one variant, resets the kernel's
+peak-RSS mark (``/proc/self/clear_refs``), runs 3 training steps and reports
+the peak resident size during them (``VmHWM``) minus the resident size before
+(``VmRSS``): the memory a training step needs on top of the set-up.
 """
 
 from __future__ import annotations
@@ -138,16 +139,26 @@ def _time(step: Callable[[], None], repeats: int) -> list[float]:
 
 
 def _peak_memory_mb(variant: str, units: int, batch: int) -> float:
-    """Peak RSS (MB) of a fresh process running a few steps of ``variant``."""
+    """Peak extra resident memory (MB) of 3 training steps of ``variant`` in a fresh process (Linux)."""
     code = (
-        "import json, resource, torch; torch.set_num_threads(1)\n"
+        "import json, torch; torch.set_num_threads(1)\n"
         "from neuroalrnn import bench\n"
         f"step = bench._make({variant!r}, {units}, {batch})\n"
+        "before = bench._status_kib('VmRSS')\n"
+        "open('/proc/self/clear_refs', 'w').write('5')\n"  # resets the peak mark (VmHWM) to the current RSS
         "for _ in range(3): step()\n"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))"
+        "print(json.dumps((bench._status_kib('VmHWM') - before) / 1024))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600)
-    return json.loads(result.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is in kB on Linux
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
@@ -199,7 +210,7 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     results["loop"] = {"status_quo": quo, "ours": ours, "speedup": quo / ours}
 
     if memory:
-        log("\npeak memory (max RSS of a fresh process running 3 steps)")
+        log("\npeak memory of 3 training steps above the set-up (VmHWM − VmRSS, fresh process each)")
         for units, batch in SIZES:
             row = {name: _peak_memory_mb(name, units, batch) for name in ("nn.RNN", "AL-RNN plain", "AL-RNN fast")}
             log(f"  M={units}, batch {batch}: " + ", ".join(f"{k} {v:.0f} MB" for k, v in row.items()))
