@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop once held-out decision accuracy reaches this (0 = train all steps)")
     train.add_argument("--plain-step", action="store_true",
                        help="train the AL-RNN with plain autograd instead of the fast step")
+    train.add_argument("--bank-size", type=_non_negative_int, default=2048,
+                       help="trials per pre-sampled bank (default 2048; 0 = fresh trials every step)")
+    train.add_argument("--bank-reuse", type=_positive_int, default=4,
+                       help="times each bank trial is used on average before a new bank (default 4)")
+    train.add_argument("--train-trials", type=_positive_int, default=None,
+                       help="train on one fixed set of N trials (low-data regime); evaluation stays held out")
     train.add_argument("--data-workers", type=_non_negative_int, default=1,
                        help="processes sampling trials while the model trains (default 1; 0 = none)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -140,6 +146,7 @@ def _train(args) -> int:
             lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
             target_accuracy=args.target_accuracy, data_workers=args.data_workers, fast_step=not args.plain_step,
+            bank_size=args.bank_size, bank_reuse=args.bank_reuse, train_trials=args.train_trials,
         )
         trainer = Trainer(config, args.out, progress=not args.no_progress)
     try:
