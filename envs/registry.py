@@ -1,10 +1,17 @@
-"""Task registry: names users type, mapped to environment classes."""
+"""Task registry: names users type, mapped to environment classes.
+
+Besides our own tasks, ``neurogym:<EnvId>`` builds any NeuroGym 2.3.1
+environment that can be trained supervised (a discrete action space and a
+ground truth per step, with a ``decision`` epoch for decision accuracy).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from .stimulus_selection import StimulusSelection
+
+NEUROGYM_PREFIX = "neurogym:"
 
 _TASKS: dict[str, tuple[Callable, str]] = {
     "stimulus-selection": (
@@ -17,18 +24,56 @@ _TASKS: dict[str, tuple[Callable, str]] = {
 
 def list_tasks() -> dict[str, str]:
     """Task names and a one-line description of each."""
-    return {name: description for name, (_, description) in _TASKS.items()}
+    tasks = {name: description for name, (_, description) in _TASKS.items()}
+    tasks[f"{NEUROGYM_PREFIX}<EnvId>"] = (
+        "any supervised NeuroGym environment, e.g. neurogym:PerceptualDecisionMaking-v0"
+    )
+    return tasks
 
 
 def make(name: str, **kwargs):
     """Build the task ``name`` with keyword arguments passed to its constructor.
 
-    Raises ``ValueError`` listing the valid names when ``name`` is unknown.
+    Raises ``ValueError`` listing the valid names when ``name`` is unknown, and
+    for a NeuroGym environment that cannot be trained supervised.
     """
+    if name.startswith(NEUROGYM_PREFIX):
+        return _make_neurogym(name.removeprefix(NEUROGYM_PREFIX), kwargs)
     if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(sorted(_TASKS))}")
+        raise ValueError(
+            f"unknown task {name!r}; valid tasks: {', '.join(sorted(_TASKS))}, or {NEUROGYM_PREFIX}<EnvId>"
+        )
     factory, _ = _TASKS[name]
     try:
         return factory(**kwargs)
     except TypeError as error:
         raise ValueError(f"bad options for task {name!r}: {error}") from None
+
+
+def _make_neurogym(env_id: str, kwargs: dict):
+    """Instantiate the NeuroGym class itself (no gymnasium wrappers: we sample whole trials)."""
+    import gymnasium
+    from gymnasium.spaces import Discrete
+    from neurogym.envs.registration import all_envs
+
+    valid = all_envs()
+    if env_id not in valid:
+        raise ValueError(f"unknown NeuroGym environment {env_id!r}; valid: {', '.join(valid)}")
+    creator = gymnasium.envs.registration.load_env_creator(gymnasium.envs.registry[env_id].entry_point)
+    try:
+        env = creator(**{**gymnasium.envs.registry[env_id].kwargs, **kwargs})
+    except TypeError as error:
+        raise ValueError(f"bad options for {NEUROGYM_PREFIX}{env_id}: {error}") from None
+    if not isinstance(env.action_space, Discrete):
+        raise ValueError(f"{NEUROGYM_PREFIX}{env_id} has a continuous action space; only class targets train so far")
+    if not hasattr(env, "new_trial"):
+        raise ValueError(f"{NEUROGYM_PREFIX}{env_id} is not a trial-based environment")
+    env.new_trial()
+    if not getattr(env, "_gt_built", False):
+        raise ValueError(f"{NEUROGYM_PREFIX}{env_id} defines no ground truth, so it cannot be trained supervised")
+    if "decision" not in env.start_ind:
+        raise ValueError(
+            f"{NEUROGYM_PREFIX}{env_id} has no 'decision' epoch (epochs: {list(env.start_ind)}); "
+            "decision accuracy needs one"
+        )
+    return env

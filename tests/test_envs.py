@@ -401,3 +401,35 @@ def test_unknown_epoch_names_are_rejected(batch):
         batch.epoch_mask("response")
     with pytest.raises(ValueError, match="response"):
         batch.correct_choice("response")
+
+
+# ---------------------------------------------------------------- any NeuroGym task
+@pytest.mark.parametrize("env_id", ["PerceptualDecisionMaking-v0", "DelayMatchSample-v0", "ContextDecisionMaking-v0"])
+def test_neurogym_tasks_sample_with_their_epochs(env_id):
+    from neuroalrnn.envs import sample_trials
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        env = make(f"neurogym:{env_id}")
+        batch = sample_trials(env, 8, seed=0)
+    assert "decision" in batch.epoch_names
+    assert batch.mask.any(axis=1).all()
+    # the target during the decision epoch is a choice, elsewhere mostly fixation
+    assert (batch.correct_choice() > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("env_id", "message"),
+    [
+        ("Nope-v0", "unknown NeuroGym environment 'Nope-v0'; valid: .*PerceptualDecisionMaking-v0"),
+        ("Bandit-v0", "defines no ground truth"),
+        ("ReadySetGo-v0", "no 'decision' epoch"),
+    ],
+)
+def test_neurogym_tasks_that_cannot_train_are_clear_errors(env_id, message):
+    with pytest.raises(ValueError, match=message):
+        make(f"neurogym:{env_id}")
+
+
+def test_neurogym_is_listed():
+    assert "neurogym:<EnvId>" in list_tasks()
