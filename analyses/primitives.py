@@ -281,7 +281,8 @@ def boundary_transients(
     visit_labels = labels[starts]
     codes, n_visits = np.unique(visit_labels, return_counts=True)
     _, n_steps_in = np.unique(labels[valid], return_counts=True)
-    n_boundary = np.array([np.sum(near[starts][visit_labels == code]) for code in codes])
+    near_start = near[starts]  # per visit, in the same order as visit_labels
+    n_boundary = np.array([np.sum(near_start[visit_labels == code]) for code in codes])
     mean_dwell = n_steps_in / n_visits
     boundary_fraction = n_boundary / n_visits
     return xr.Dataset(
