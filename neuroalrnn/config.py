@@ -104,17 +104,11 @@ class TrainConfig:
             raise ValueError(f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
         if not isinstance(self.fast_step, bool):
             raise ValueError(f"fast_step must be True or False, got {self.fast_step!r}")
-        for name in ("bank_size",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("bank_size", "data_workers", "seed"):
+            _non_negative_int(name, getattr(self, name))
         _positive_int("bank_reuse", self.bank_reuse)
         if self.train_trials is not None:
             _positive_int("train_trials", self.train_trials)
-        if isinstance(self.data_workers, bool) or not isinstance(self.data_workers, int) or self.data_workers < 0:
-            raise ValueError(f"data_workers must be an integer >= 0, got {self.data_workers!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -142,3 +136,8 @@ def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
 def _positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _non_negative_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
