@@ -12,9 +12,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["WEIGHTINGS", "TrialBatch", "sample_trials", "target_at_last_step"]
+from .epochs import canonical_epoch_map
+
+__all__ = [
+    "SCORINGS",
+    "TARGET_KINDS",
+    "WEIGHTINGS",
+    "TrialBatch",
+    "decision_choice",
+    "sample_trials",
+    "target_at_last_step",
+    "trial_scores",
+]
 
 WEIGHTINGS = ("epoch", "uniform")
+TARGET_KINDS = ("class", "regression")
+SCORINGS = ("choice", "steps", "regression")
 PAD_EPOCH = -1
 
 
@@ -24,7 +37,8 @@ class TrialBatch:
 
     Attributes:
         inputs: (trial, time, input) float32; zero after a trial ends.
-        targets: (trial, time) int64 class labels (0 after a trial ends).
+        targets: (trial, time) int64 class labels for ``target_kind="class"``,
+            (trial, time, output) float32 for ``"regression"``; 0 after a trial ends.
         mask: (trial, time) bool, True on a trial's valid steps.
         weight: (trial, time) float32 per-step loss weight (0 where masked).
         epoch: (trial, time) int16 index into ``epoch_names``; -1 where masked.
@@ -34,6 +48,14 @@ class TrialBatch:
         conditions: per-trial conditions, name -> (trial,) array.
         dt: time step in ms.
         input_names, output_names: labels of the input and output dimensions.
+        target_kind: ``"class"`` or ``"regression"``.
+        scoring: how a trial is scored over its ``decision`` epoch:
+            ``"choice"`` (majority vote of the argmax vs the target at the last
+            decision step), ``"steps"`` (each decision step's argmax vs its own
+            target; a trial scores the fraction correct) or ``"regression"``
+            (correct when every decision output is within ``tolerance`` of its target).
+        tolerance: the regression tolerance.
+        canonical_epochs: each of ``epoch_names`` -> its canonical epoch (see ``envs.epochs``).
     """
 
     inputs: np.ndarray
@@ -48,6 +70,10 @@ class TrialBatch:
     dt: float = 100.0
     input_names: tuple[str, ...] = ()
     output_names: tuple[str, ...] = ()
+    target_kind: str = "class"
+    scoring: str = "choice"
+    tolerance: float = 0.0
+    canonical_epochs: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_trials(self) -> int:
@@ -73,15 +99,107 @@ class TrialBatch:
             conditions={name: values[indices] for name, values in self.conditions.items()},
         )
 
+    def save(self, path) -> None:
+        """Write the batch to ``path`` as an uncompressed ``.npz`` (no pickles), atomically."""
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {name: getattr(self, name) for name in _ARRAY_FIELDS}
+        for name, values in self.conditions.items():
+            arrays[f"condition/{name}"] = values.astype(str) if values.dtype.kind == "O" else values
+        meta = {name: getattr(self, name) for name in _META_FIELDS}
+        arrays["meta"] = np.asarray(json.dumps(meta))
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as stream:
+                np.savez(stream, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path) -> TrialBatch:
+        """Read a batch written by :meth:`save`."""
+        import json
+
+        with np.load(path, allow_pickle=False) as stored:
+            meta = json.loads(str(stored["meta"]))
+            arrays = {name: stored[name] for name in _ARRAY_FIELDS}
+            conditions = {
+                key.removeprefix("condition/"): stored[key] for key in stored.files if key.startswith("condition/")
+            }
+        for name in ("epoch_names", "task_names", "input_names", "output_names"):
+            meta[name] = tuple(meta[name])
+        return cls(**arrays, **meta, conditions=conditions)
+
     def epoch_mask(self, name: str) -> np.ndarray:
         """(trial, time) bool: the steps that belong to epoch ``name``."""
         if name not in self.epoch_names:
             raise ValueError(f"no epoch {name!r}; epochs: {list(self.epoch_names)}")
         return self.epoch == self.epoch_names.index(name)
 
+    def scores(self, outputs: np.ndarray) -> np.ndarray:
+        """(trial,) :func:`trial_scores` of a model's ``outputs`` (trial, time, output) on these trials."""
+        return trial_scores(outputs, self.targets, self.epoch_mask("decision"), self.scoring, self.tolerance)
+
     def correct_choice(self, decision_epoch: str = "decision") -> np.ndarray:
         """(trial,) the target label of each trial's last decision step."""
         return target_at_last_step(self.targets, self.epoch_mask(decision_epoch), decision_epoch)
+
+
+_ARRAY_FIELDS = ("inputs", "targets", "mask", "weight", "epoch", "task")
+_META_FIELDS = (
+    "epoch_names", "task_names", "dt", "input_names", "output_names", "target_kind", "scoring", "tolerance",
+    "canonical_epochs",
+)
+
+
+def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarray:
+    """(trial,) choices: the majority of argmax ``outputs`` (trial, time, output) over ``decision_mask``.
+
+    Ties go to the lowest output index (fixate), so an undecided trial never counts as correct.
+    """
+    predicted = outputs.argmax(axis=-1)
+    votes = np.stack(
+        [((predicted == c) & decision_mask).sum(axis=1) for c in range(outputs.shape[-1])], axis=1
+    )
+    return votes.argmax(axis=1)
+
+
+def trial_scores(
+    outputs: np.ndarray,
+    targets: np.ndarray,
+    decision_mask: np.ndarray,
+    scoring: str = "choice",
+    tolerance: float = 0.0,
+) -> np.ndarray:
+    """(trial,) score in [0, 1] of ``outputs`` (trial, time, output) over each trial's decision steps.
+
+    * ``"choice"``: 1 if the majority vote of argmax_o y_{t,o} over the decision
+      steps (ties to the lowest index, "fixate") equals the target at the last
+      decision step, else 0;
+    * ``"steps"``: the fraction of decision steps t with argmax_o y_{t,o} = target_t;
+    * ``"regression"``: 1 if max over decision steps and outputs of
+      |y_{t,o} − target_{t,o}| < ``tolerance``, else 0.
+    """
+    if scoring not in SCORINGS:
+        raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
+    if not decision_mask.any(axis=1).all():
+        raise ValueError("some trials have no 'decision' epoch to score")
+    if scoring == "choice":
+        choice = decision_choice(outputs, decision_mask)
+        return (choice == target_at_last_step(targets, decision_mask)).astype(np.float64)
+    if scoring == "steps":
+        hits = (outputs.argmax(axis=-1) == targets) & decision_mask
+        return hits.sum(axis=1) / decision_mask.sum(axis=1)
+    error = np.abs(outputs - targets).max(axis=-1)
+    worst = np.where(decision_mask, error, 0.0).max(axis=1)
+    return (worst < tolerance).astype(np.float64)
 
 
 def target_at_last_step(targets: np.ndarray, in_epoch: np.ndarray, epoch_name: str = "decision") -> np.ndarray:
@@ -123,6 +241,14 @@ def sample_trials(
     base = env.unwrapped
     if seed is not None:
         base.seed(int(seed))
+    target_kind = getattr(base, "target_kind", "class")
+    scoring = getattr(base, "scoring", "choice" if target_kind == "class" else "regression")
+    if target_kind not in TARGET_KINDS or scoring not in SCORINGS:
+        raise ValueError(
+            f"{type(base).__name__} declares target_kind={target_kind!r}, scoring={scoring!r}; "
+            f"valid: {TARGET_KINDS} and {SCORINGS}"
+        )
+    task_names = tuple(getattr(base, "task_names", (task_name,)))
 
     observations, ground_truths, epochs, trial_infos = [], [], [], []
     epoch_names: list[str] = list(getattr(base, "epoch_names", ()))
@@ -130,8 +256,11 @@ def sample_trials(
         trial = base.new_trial()
         ob = np.asarray(base.ob, dtype=np.float32)
         gt = np.asarray(base.gt)
-        if gt.ndim != 1:
-            raise ValueError("only discrete (class-label) ground truths are supported so far")
+        if gt.ndim != (1 if target_kind == "class" else 2):
+            raise ValueError(
+                f"{type(base).__name__} is a {target_kind} task but its ground truth has shape {gt.shape}; "
+                "class tasks need (time,) labels, regression tasks (time, output) values"
+            )
         epoch = np.full(len(ob), PAD_EPOCH, dtype=np.int16)
         periods = sorted(base.start_ind, key=lambda p: base.start_ind[p])
         for period in periods:
@@ -149,7 +278,10 @@ def sample_trials(
     n_steps = max(len(ob) for ob in observations)
     n_inputs = observations[0].shape[1]
     inputs = np.zeros((n_trials, n_steps, n_inputs), dtype=np.float32)
-    targets = np.zeros((n_trials, n_steps), dtype=np.int64)
+    if target_kind == "class":
+        targets = np.zeros((n_trials, n_steps), dtype=np.int64)
+    else:
+        targets = np.zeros((n_trials, n_steps, ground_truths[0].shape[1]), dtype=np.float32)
     epoch = np.full((n_trials, n_steps), PAD_EPOCH, dtype=np.int16)
     mask = np.zeros((n_trials, n_steps), dtype=bool)
     for i, (ob, gt, ep) in enumerate(zip(observations, ground_truths, epochs, strict=True)):
@@ -162,6 +294,13 @@ def sample_trials(
     if "decision" in epoch_names:
         weight[epoch == epoch_names.index("decision")] *= decision_weight
 
+    if len(task_names) > 1 or "task" in trial_infos[0]:
+        task = _task_codes(trial_infos, task_names)
+    else:
+        task = np.zeros(n_trials, dtype=np.int64)
+    conditions = _collect_conditions(trial_infos)
+    conditions.pop("task", None)  # it is the batch's task code
+
     return TrialBatch(
         inputs=inputs,
         targets=targets,
@@ -169,13 +308,25 @@ def sample_trials(
         weight=weight.astype(np.float32),
         epoch=epoch,
         epoch_names=tuple(epoch_names),
-        task=np.zeros(n_trials, dtype=np.int64),
-        task_names=(task_name,),
-        conditions=_collect_conditions(trial_infos),
+        task=task,
+        task_names=task_names,
+        conditions=conditions,
         dt=float(base.dt),
         input_names=tuple(getattr(base, "input_names", _space_names(base.observation_space, n_inputs))),
         output_names=tuple(getattr(base, "output_names", _space_names(base.action_space, None))),
+        target_kind=target_kind,
+        scoring=scoring,
+        tolerance=float(getattr(base, "tolerance", 0.0)),
+        canonical_epochs=canonical_epoch_map(epoch_names, getattr(base, "canonical_epochs", None)),
     )
+
+
+def _task_codes(trials: list[dict], task_names: tuple[str, ...]) -> np.ndarray:
+    names = [trial.get("task") for trial in trials]
+    unknown = sorted({str(name) for name in names} - set(task_names))
+    if unknown:
+        raise ValueError(f"trials name tasks {unknown} outside the env's task_names {list(task_names)}")
+    return np.asarray([task_names.index(name) for name in names], dtype=np.int64)
 
 
 def _loss_weights(epoch: np.ndarray, mask: np.ndarray, weighting: str) -> np.ndarray:
@@ -206,7 +357,8 @@ def _collect_conditions(trials: list[dict]) -> dict[str, np.ndarray]:
 
 def _space_names(space, size: int | None) -> tuple[str, ...]:
     """Per-dimension labels from a NeuroGym space's ``name`` dict."""
-    size = size if size is not None else int(getattr(space, "n", 0))
+    if size is None:
+        size = int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
     labels = [str(i) for i in range(size)]
     for name, where in (getattr(space, "name", None) or {}).items():
         indices = [where] if np.ndim(where) == 0 else list(where)

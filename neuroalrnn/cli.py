@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="times each bank trial is used on average before a new bank (default 4)")
     train.add_argument("--train-trials", type=_positive_int, default=None,
                        help="train on one fixed set of N trials (low-data regime); evaluation stays held out")
+    train.add_argument("--bank-cache", type=str, default=None, metavar="DIR",
+                       help="cache sampled trial banks in DIR, keyed by the task's full configuration")
     train.add_argument("--data-workers", type=_non_negative_int, default=1,
                        help="processes sampling trials while the model trains (default 1; 0 = none)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -146,6 +148,7 @@ def _train(args) -> int:
             checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
             target_accuracy=args.target_accuracy, data_workers=args.data_workers, fast_step=not args.plain_step,
             bank_size=args.bank_size, bank_reuse=args.bank_reuse, train_trials=args.train_trials,
+            bank_cache=args.bank_cache,
         )
         trainer = Trainer(config, args.out, progress=not args.no_progress)
     try:
@@ -157,12 +160,24 @@ def _train(args) -> int:
     how = "reached the accuracy criterion" if trainer.stopped_early else "finished"
     print(f"{how} at step {trainer.step} in {trainer.elapsed:.1f} s; "
           f"held-out decision accuracy {trainer.final_accuracy:.3f} ({trainer.config.eval_trials} trials)")
+    if len(trainer.eval_by_task) > 1:
+        _print_task_table(trainer.eval_by_task)
     print(f"run directory: {trainer.run_dir}")
     return 0
 
 
+def _print_task_table(by_task: dict[str, float]) -> None:
+    values = list(by_task.values())
+    width = max(map(len, by_task))
+    print(f"  {'task':<{width}}  accuracy")
+    for name, accuracy in by_task.items():
+        print(f"  {name:<{width}}  {accuracy:.3f}")
+    print(f"  {'mean':<{width}}  {sum(values) / len(values):.3f}   (min {min(values):.3f})")
+
+
 def _evaluate(args) -> int:
     from .evaluation import accuracy_by, plot_psychometric, psychometric
+    from .rundir import atomic_write
     from .simulate import simulate, write_trials
     from .training import TEST_SEED_OFFSET, load_model
 
@@ -172,7 +187,16 @@ def _evaluate(args) -> int:
                       config=config.to_dict())
     path = write_trials(trials, args.run_dir / "trials.nc")
     overall = float(accuracy_by(trials))
-    print(f"decision accuracy: {overall:.3f} ({args.trials} trials, seed {seed})")
+    print(f"decision accuracy: {overall:.3f} ({args.trials} trials, seed {seed}, scoring {trials.attrs['scoring']})")
+    by_task = {str(name): float(value) for name, value in accuracy_by(trials, "task").to_series().items()}
+    if len(by_task) > 1:
+        _print_task_table(by_task)
+    summary = {
+        "accuracy": overall, "by_task": by_task,
+        "mean_over_tasks": sum(by_task.values()) / len(by_task), "min_over_tasks": min(by_task.values()),
+        "n_trials": args.trials, "seed": seed, "scoring": trials.attrs["scoring"], "noise": args.noise,
+    }
+    atomic_write(args.run_dir / "evaluation.json", json.dumps(summary, indent=2) + "\n")
     categorical = [name for name, coord in trials.coords.items()
                    if coord.dims == ("trial",) and coord.dtype.kind in "OU" and name != "task"]
     for name in categorical:
@@ -183,7 +207,7 @@ def _evaluate(args) -> int:
         for value, accuracy in accuracy_by(trials.assign_coords({"|relevant coherence|": strength}),
                                            "|relevant coherence|").to_series().items():
             print(f"  |relevant coherence| = {value:g}: {accuracy:.3f}")
-    print(f"wrote {path}")
+    print(f"wrote {path} and {args.run_dir / 'evaluation.json'}")
     try:
         curve = psychometric(trials)
     except ValueError as reason:

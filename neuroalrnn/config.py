@@ -43,6 +43,11 @@ class TrainConfig:
     low-data regime); held-out evaluation trials are always separate.
     ``data_workers`` processes sample the coming banks while the model trains
     (0 = sample in the training process); results do not depend on it.
+    ``bank_cache``: a directory where sampled banks (and the fixed training
+    set) are stored as ``.npz`` files named by a hash of everything that
+    determines them (task, its options, weighting, size, seed, package and
+    NeuroGym versions), so a rerun or another run on the same task loads them
+    instead of sampling again (None = no cache). It does not change results.
 
     Bookkeeping: ``checkpoint_every`` steps, ``eval_every`` steps on
     ``eval_trials`` held-out trials, and ``target_accuracy`` (stop once the
@@ -75,6 +80,7 @@ class TrainConfig:
     bank_reuse: int = 4
     train_trials: int | None = None
     fast_step: bool = True
+    bank_cache: str | None = None
 
     def __post_init__(self) -> None:
         _choice("model", self.model, tuple(MODEL_KINDS))
@@ -109,6 +115,8 @@ class TrainConfig:
         _positive_int("bank_reuse", self.bank_reuse)
         if self.train_trials is not None:
             _positive_int("train_trials", self.train_trials)
+        if self.bank_cache is not None and not isinstance(self.bank_cache, str):
+            raise ValueError(f"bank_cache must be a directory path (str) or None, got {self.bank_cache!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

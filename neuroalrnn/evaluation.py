@@ -2,8 +2,12 @@
 
 A trial's *choice* is the majority of the per-step argmax outputs over its
 decision epoch; ties go to the lowest output index (fixate), so an undecided
-trial never counts as correct. *Decision accuracy* is the fraction of trials
-whose choice equals the target label at the trial's last decision step.
+trial never counts as correct. *Decision accuracy* is the mean trial score
+(:func:`neuroalrnn.envs.trials.trial_scores`): for choice tasks the fraction of
+trials whose choice equals the target label at the trial's last decision step;
+for sequence tasks scored step by step the fraction of decision steps right;
+for regression tasks the fraction of trials whose decision outputs all lie
+within the task's tolerance of their targets.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .envs.trials import target_at_last_step
+from .envs.trials import decision_choice, target_at_last_step, trial_scores
 from .rundir import atomic_path
 
 __all__ = [
@@ -22,16 +26,8 @@ __all__ = [
     "decision_choice",
     "plot_psychometric",
     "psychometric",
+    "scores",
 ]
-
-
-def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarray:
-    """(trial,) choices from ``outputs`` (trial, time, output) and ``decision_mask`` (trial, time)."""
-    predicted = outputs.argmax(axis=-1)
-    votes = np.stack(
-        [((predicted == c) & decision_mask).sum(axis=1) for c in range(outputs.shape[-1])], axis=1
-    )
-    return votes.argmax(axis=1)
 
 
 def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
@@ -49,9 +45,20 @@ def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
     )
 
 
+def scores(trials: xr.Dataset) -> xr.DataArray:
+    """(trial,) score in [0, 1] of each trial, by the task's scoring (attribute ``scoring``, default choice)."""
+    in_decision = (trials["epoch"] == "decision").values & trials["mask"].values
+    values = trial_scores(
+        trials["outputs"].values, trials["targets"].values, in_decision,
+        trials.attrs.get("scoring", "choice"), float(trials.attrs.get("tolerance", 0.0)),
+    )
+    coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
+    return xr.DataArray(values, dims="trial", coords=coords, name="score")
+
+
 def accuracy_by(trials: xr.Dataset, by: str | None = None) -> xr.DataArray:
     """Decision accuracy overall (``by=None``) or per value of the trial coordinate ``by``."""
-    correct = choices(trials)["correct"].astype(float)
+    correct = scores(trials)
     if by is None:
         return correct.mean("trial")
     if by not in correct.coords:

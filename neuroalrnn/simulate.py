@@ -2,14 +2,17 @@
 
 Layout (DESIGN.md): dims ``trial``, ``time``, ``input``, ``unit``, ``output``;
 coords ``time`` (ms, the start of each step), ``task`` (trial), every trial
-condition (trial), ``epoch`` (trial, time; "" on padded steps), ``input`` and
-``output`` names; data_vars ``inputs`` (trial, time, input), ``targets``
-(trial, time), ``outputs`` (trial, time, output; the readout y_t, logits for
+condition (trial), ``epoch`` (trial, time; the task's own epoch names, "" on
+padded steps), ``epoch_canonical`` (trial, time; the canonical epoch of
+``neuroalrnn.envs.epochs``), ``input`` and ``output`` names; data_vars
+``inputs`` (trial, time, input), ``targets`` (trial, time) class labels or
+(trial, time, output) regression targets, ``outputs`` (trial, time, output; the readout y_t, logits for
 discrete tasks), ``latents`` (trial, time, unit; z_t), ``regime`` (trial,
 time; int64 code Σ_i [z_{M-P+i} > 0] 2^i, or (trial, time, regime_byte)
 packed little-endian bytes when P > 62; absent for tanh/GRU/LSTM), ``mask``
 (trial, time). Attributes: model kind, M, P, dt, seed, package version, the
-run's config and dependency versions (JSON).
+task's ``target_kind``, ``scoring`` and ``tolerance``, the run's config and
+dependency versions (JSON).
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ def trials_dataset(
     """Attach labels to plain arrays: the ``trials.nc`` Dataset of ``batch`` and a model's responses."""
     mask = batch.mask
     epoch_labels = np.asarray(batch.epoch_names + ("",), dtype=object)[batch.epoch]
+    canonical = tuple(batch.canonical_epochs.get(name, "other") for name in batch.epoch_names)
+    canonical_labels = np.asarray(canonical + ("",), dtype=object)[batch.epoch]
     coords = {
         "time": ("time", np.arange(batch.n_steps) * batch.dt, {"units": "ms"}),
         "input": ("input", list(batch.input_names)),
@@ -83,12 +88,13 @@ def trials_dataset(
         "unit": ("unit", np.arange(latents.shape[-1])),
         "task": ("trial", np.asarray(batch.task_names, dtype=object)[batch.task].astype(str)),
         "epoch": (("trial", "time"), epoch_labels.astype(str)),
+        "epoch_canonical": (("trial", "time"), canonical_labels.astype(str)),
     }
     for name, values in batch.conditions.items():
         coords[name] = ("trial", values.astype(str) if values.dtype.kind in "OU" else values)
     data_vars = {
         "inputs": (("trial", "time", "input"), batch.inputs),
-        "targets": (("trial", "time"), batch.targets),
+        "targets": (("trial", "time", "output")[: batch.targets.ndim], batch.targets),
         "outputs": (("trial", "time", "output"), outputs.astype(np.float32)),
         "latents": (("trial", "time", "unit"), latents.astype(np.float32)),
         "mask": (("trial", "time"), mask),
@@ -104,6 +110,10 @@ def trials_dataset(
         "dt": float(batch.dt),
         "seed": int(seed),
         "epoch_names": json.dumps(list(batch.epoch_names)),
+        "task_names": json.dumps(list(batch.task_names)),
+        "target_kind": batch.target_kind,
+        "scoring": batch.scoring,
+        "tolerance": float(batch.tolerance),
         "neuroalrnn_version": __version__,
         "versions": json.dumps(versions()),
     }

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from . import envs
 from .config import TrainConfig
-from .evaluation import decision_choice
 from .fast import alrnn_forward_fast
 from .models import ALRNN, build_model
 from .rundir import (
@@ -35,12 +34,16 @@ from .rundir import (
 __all__ = [
     "Trainer",
     "TrainingDiverged",
+    "accuracy_by_task",
     "decision_accuracy",
     "load_model",
     "learning_rate",
     "make_task",
     "make_model",
+    "n_outputs",
+    "task_loss",
     "weighted_cross_entropy",
+    "weighted_squared_error",
 ]
 
 # Held-out trial seeds are the run's seed plus these offsets, apart from the
@@ -63,7 +66,7 @@ def make_model(config: TrainConfig, env) -> nn.Module:
     return build_model(
         config.model,
         n_inputs=int(env.observation_space.shape[0]),
-        n_outputs=int(env.action_space.n),
+        n_outputs=n_outputs(env),
         n_units=config.n_units,
         n_nonlinear=config.n_nonlinear,
         noise_std=config.noise_std,
@@ -71,6 +74,12 @@ def make_model(config: TrainConfig, env) -> nn.Module:
         init=config.init,
         generator=generator,
     )
+
+
+def n_outputs(env) -> int:
+    """The readout size a task needs: its number of actions (class targets) or its target size (regression)."""
+    space = env.unwrapped.action_space
+    return int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
 
 
 def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
@@ -106,10 +115,35 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: 
     return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
 
 
+def weighted_squared_error(outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """L = Σ_{n,t} w_{n,t} (1/O) Σ_o (y_{n,t,o} − target_{n,t,o})² / #{(n,t): w_{n,t} > 0}, for regression targets."""
+    per_step = (outputs - targets).square().mean(dim=-1).flatten()
+    weight = weight.flatten()
+    return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
+
+
+def task_loss(outputs: torch.Tensor, batch: envs.TrialBatch) -> torch.Tensor:
+    """The batch's loss: weighted cross-entropy for class targets, weighted squared error for regression."""
+    targets = torch.from_numpy(batch.targets)
+    weight = torch.from_numpy(batch.weight)
+    if batch.target_kind == "regression":
+        return weighted_squared_error(outputs, targets.to(outputs.dtype), weight)
+    return weighted_cross_entropy(outputs, targets, weight)
+
+
 def decision_accuracy(outputs: np.ndarray, batch: envs.TrialBatch) -> float:
-    """Fraction of trials whose :func:`decision_choice` equals the correct choice."""
-    choice = decision_choice(outputs, batch.epoch_mask("decision"))
-    return float(np.mean(choice == batch.correct_choice()))
+    """The mean trial score over the batch (:meth:`TrialBatch.scores`: choice, steps or regression)."""
+    return float(np.mean(batch.scores(outputs)))
+
+
+def accuracy_by_task(outputs: np.ndarray, batch: envs.TrialBatch) -> dict[str, float]:
+    """Mean trial score per task of the batch (tasks without trials are left out)."""
+    per_trial = batch.scores(outputs)
+    return {
+        name: float(per_trial[batch.task == code].mean())
+        for code, name in enumerate(batch.task_names)
+        if (batch.task == code).any()
+    }
 
 
 def learning_rate(config: TrainConfig, step: int) -> float:
@@ -142,7 +176,8 @@ def sample_unit(env, config: TrainConfig, unit: int) -> envs.TrialBatch:
 
     Seeds depend only on (seed, step) or (seed, bank), so any step's trials can
     be rebuilt after a resume; the fixed training set of ``train_trials`` has a
-    seed of its own, distinct from the held-out evaluation trials.
+    seed of its own, distinct from the held-out evaluation trials. Banks are
+    read from and written to ``config.bank_cache`` when it is set.
     """
     if config.train_trials is None and config.bank_size == 0:
         n_trials, seed = config.batch_size, _batch_seed(config.seed, unit)
@@ -150,10 +185,36 @@ def sample_unit(env, config: TrainConfig, unit: int) -> envs.TrialBatch:
         n_trials, seed = config.train_trials, _bank_seed(config.seed, "train")
     else:
         n_trials, seed = config.bank_size, _bank_seed(config.seed, unit)
-    return envs.sample_trials(
+    is_bank = config.train_trials is not None or config.bank_size > 0
+    cached = bank_cache_path(config, n_trials, seed) if config.bank_cache is not None and is_bank else None
+    if cached is not None and cached.is_file():
+        try:
+            return envs.TrialBatch.load(cached)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache file is resampled and rewritten
+    batch = envs.sample_trials(
         env, n_trials, seed=seed, task_name=config.task, weighting=config.weighting,
         decision_weight=config.decision_weight,
     )
+    if cached is not None:
+        batch.save(cached)
+    return batch
+
+
+def bank_cache_path(config: TrainConfig, n_trials: int, seed: int) -> Path:
+    """Where the bank of ``n_trials`` trials drawn with ``seed`` is cached: named by a hash of all it depends on."""
+    import hashlib
+    import json
+
+    from .rundir import versions
+
+    key = {
+        "task": config.task, "task_kwargs": config.task_kwargs, "weighting": config.weighting,
+        "decision_weight": config.decision_weight, "n_trials": n_trials, "seed": seed,
+        "versions": {name: versions().get(name) for name in ("neuroalrnn", "neurogym", "gymnasium", "numpy")},
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return Path(config.bank_cache) / f"{config.task.replace(':', '_').replace('/', '_')}-{digest}.npz"
 
 
 def batch_of_step(config: TrainConfig, unit: envs.TrialBatch, step: int) -> envs.TrialBatch:
@@ -264,6 +325,7 @@ class Trainer:
         self._in_update = False
         self._unit, self._unit_id = None, None
         self.saved_step: int | None = None  # the step of the checkpoint on disk
+        self.eval_by_task: dict[str, float] = {}  # held-out accuracy per task at the last evaluation
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
@@ -316,16 +378,18 @@ class Trainer:
             yield batch_of_step(config, unit, step)
 
     def evaluate(self) -> float:
-        """Decision accuracy on the held-out evaluation trials (noiseless model)."""
+        """Decision accuracy on the held-out evaluation trials (noiseless model); per task in ``eval_by_task``."""
         if self._eval_batch is None:
             self._eval_batch = envs.sample_trials(
-                self.env, self.config.eval_trials, seed=self.config.seed + EVAL_SEED_OFFSET, task_name=self.config.task
+                self.env, self.config.eval_trials, seed=self.config.seed + EVAL_SEED_OFFSET,
+                task_name=self.config.task,
             )
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
             outputs, _ = self.model(torch.from_numpy(self._eval_batch.inputs))
         self.model.train(was_training)
+        self.eval_by_task = accuracy_by_task(outputs.numpy(), self._eval_batch)
         return decision_accuracy(outputs.numpy(), self._eval_batch)
 
     def fit(self) -> Trainer:
@@ -395,7 +459,7 @@ class Trainer:
             outputs, _ = alrnn_forward_fast(self.model, inputs)
         else:
             outputs, _ = self.model(inputs)
-        loss = weighted_cross_entropy(outputs, torch.from_numpy(batch.targets), torch.from_numpy(batch.weight))
+        loss = task_loss(outputs, batch)
         if not torch.isfinite(loss):
             self._diverged(f"loss is {loss.item()}")
         self.optimizer.zero_grad(set_to_none=True)
