@@ -10,8 +10,8 @@ numpy only.
 
 from __future__ import annotations
 
-from .registry import list_tasks, make
+from .registry import held_out_options, list_tasks, make
 from .stimulus_selection import StimulusSelection
 from .trials import TrialBatch, sample_trials
 
-__all__ = ["StimulusSelection", "TrialBatch", "list_tasks", "make", "sample_trials"]
+__all__ = ["StimulusSelection", "TrialBatch", "held_out_options", "list_tasks", "make", "sample_trials"]

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .adding import AddingProblem
+from .copy_memory import CopyMemory
+from .flipflop import FlipFlop
+from .sequential_digits import SequentialDigits
 from .stimulus_selection import StimulusSelection
+from .yang19 import yang19_suite
 
 NEUROGYM_PREFIX = "neurogym:"
 
@@ -18,6 +23,21 @@ _TASKS: dict[str, tuple[Callable, str]] = {
         StimulusSelection,
         "context-dependent selection of motion or colour evidence, with delay and go cue "
         "(Mante et al. 2013)",
+    ),
+    "yang19": (
+        yang19_suite,
+        "the 20 tasks of Yang et al. 2019 as one suite with rule inputs (NeuroGym defaults: dt 100 ms, "
+        "16-unit rings); subset with --task-option tasks='[\"go\",\"dm1\"]'",
+    ),
+    "yang19-faithful": (
+        lambda **options: yang19_suite(preset="faithful", **options),
+        "the Yang et al. 2019 suite in Yang's layout (dt 20 ms, 32-unit rings: 85 inputs, 33 outputs)",
+    ),
+    "adding": (AddingProblem, "adding problem: report the sum of two marked values (regression)"),
+    "copy-memory": (CopyMemory, "copy memory: reproduce a symbol sequence after a delay"),
+    "flipflop": (FlipFlop, "n-bit flip-flop: hold the sign of each channel's last pulse (Sussillo & Barak 2013)"),
+    "sequential-digits": (
+        SequentialDigits, "8x8 digits read row by row (or pixel by pixel), classified at the end",
     ),
 }
 
@@ -29,6 +49,15 @@ def list_tasks() -> dict[str, str]:
         "any supervised NeuroGym environment, e.g. neurogym:PerceptualDecisionMaking-v0"
     )
     return tasks
+
+
+# Options that turn a task into its held-out version (unseen items), where it has one.
+_HELD_OUT: dict[str, dict] = {"sequential-digits": {"split": "test"}}
+
+
+def held_out_options(name: str) -> dict:
+    """Constructor options of ``name``'s held-out version (e.g. the test images); {} if all trials are fresh."""
+    return dict(_HELD_OUT.get(name, {}))
 
 
 def make(name: str, **kwargs):

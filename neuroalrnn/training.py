@@ -56,8 +56,10 @@ class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN or infinite."""
 
 
-def make_task(config: TrainConfig):
-    return envs.make(config.task, **config.task_kwargs)
+def make_task(config: TrainConfig, *, held_out: bool = False):
+    """The task of ``config``; ``held_out=True`` gives its held-out version where it has one (unseen items)."""
+    options = {**config.task_kwargs, **(envs.held_out_options(config.task) if held_out else {})}
+    return envs.make(config.task, **options)
 
 
 def make_model(config: TrainConfig, env) -> nn.Module:
@@ -83,10 +85,10 @@ def n_outputs(env) -> int:
 
 
 def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
-    """The config, the trained model (eval mode) and the task of a run directory."""
+    """The config, the trained model (eval mode) and the task (its held-out version) of a run directory."""
     config = read_config(run_dir)
     state = load_checkpoint(run_dir)
-    env = make_task(config)
+    env = make_task(config, held_out=True)
     model = make_model(config, env)
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
     found = {name: tuple(value.shape) for name, value in state["model"].items()}
@@ -381,7 +383,7 @@ class Trainer:
         """Decision accuracy on the held-out evaluation trials (noiseless model); per task in ``eval_by_task``."""
         if self._eval_batch is None:
             self._eval_batch = envs.sample_trials(
-                self.env, self.config.eval_trials, seed=self.config.seed + EVAL_SEED_OFFSET,
+                make_task(self.config, held_out=True), self.config.eval_trials, seed=self.config.seed + EVAL_SEED_OFFSET,
                 task_name=self.config.task,
             )
         was_training = self.model.training

@@ -247,3 +247,13 @@ def test_cli_evaluate_writes_per_task_accuracy(tmp_path, toy_tasks, capsys):
     with xr.open_dataset(run / "trials.nc", engine="h5netcdf") as trials:
         assert set(np.unique(trials["task"].values)) == {"same", "flip"}
         assert "epoch_canonical" in trials.coords
+
+
+def test_held_out_evaluation_uses_unseen_digit_images(tmp_path):
+    from neuroalrnn.training import make_task
+
+    config = TrainConfig(task="sequential-digits", n_units=8, n_nonlinear=2)
+    train, held_out = make_task(config), make_task(config, held_out=True)
+    assert train.unwrapped.split == "train" and held_out.unwrapped.split == "test"
+    assert not set(train.unwrapped.image_indices) & set(held_out.unwrapped.image_indices)
+    assert envs.held_out_options("stimulus-selection") == {}
