@@ -51,7 +51,7 @@ def test_train_evaluate_resume_end_to_end(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["train", "--out", "{tmp}/r", "--task", "nope"], "valid tasks: stimulus-selection"),
+        (["train", "--out", "{tmp}/r", "--task", "nope"], "valid tasks: adding, copy-memory, flipflop, sequential-digits, stimulus-selection, yang19"),
         (["train", "--out", "{tmp}/r", "--units", "4", "--nonlinear", "5"], "n_nonlinear"),
         (["train", "--out", "{tmp}/r", "--model", "transformer"], "model must be one of"),
         (["train", "--out", "{tmp}/r", "--resume", "{tmp}/r"], "exactly one of --out"),
