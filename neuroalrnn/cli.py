@@ -176,7 +176,7 @@ def _print_task_table(by_task: dict[str, float]) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluation import accuracy_by, plot_psychometric, psychometric
+    from .evaluation import accuracy_by, decision_mse, plot_psychometric, psychometric
     from .rundir import atomic_write
     from .simulate import simulate, write_trials
     from .training import TEST_SEED_OFFSET, load_model
@@ -191,10 +191,14 @@ def _evaluate(args) -> int:
     by_task = {str(name): float(value) for name, value in accuracy_by(trials, "task").to_series().items()}
     if len(by_task) > 1:
         _print_task_table(by_task)
+    extra = {}
+    if trials.attrs["target_kind"] == "regression":
+        extra["decision_mse"] = decision_mse(trials)
+        print(f"decision-epoch MSE: {extra['decision_mse']:.4f} (tolerance {trials.attrs['tolerance']:g})")
     summary = {
         "accuracy": overall, "by_task": by_task,
         "mean_over_tasks": sum(by_task.values()) / len(by_task), "min_over_tasks": min(by_task.values()),
-        "n_trials": args.trials, "seed": seed, "scoring": trials.attrs["scoring"], "noise": args.noise,
+        "n_trials": args.trials, "seed": seed, "scoring": trials.attrs["scoring"], "noise": args.noise, **extra,
     }
     atomic_write(args.run_dir / "evaluation.json", json.dumps(summary, indent=2) + "\n")
     categorical = [name for name, coord in trials.coords.items()
@@ -208,11 +212,8 @@ def _evaluate(args) -> int:
                                            "|relevant coherence|").to_series().items():
             print(f"  |relevant coherence| = {value:g}: {accuracy:.3f}")
     print(f"wrote {path} and {args.run_dir / 'evaluation.json'}")
-    try:
+    if {"coh_motion", "coh_colour", "context"} <= set(trials.coords):
         curve = psychometric(trials)
-    except ValueError as reason:
-        print(f"no psychometric figure: {reason}")
-    else:
         title = f"{config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
         figure = plot_psychometric(curve, args.run_dir / "figures" / "psychometric.png", title=title)
         print(f"wrote {figure}")

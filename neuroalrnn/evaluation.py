@@ -24,6 +24,7 @@ __all__ = [
     "accuracy_by",
     "choices",
     "decision_choice",
+    "decision_mse",
     "plot_psychometric",
     "psychometric",
     "scores",
@@ -54,6 +55,15 @@ def scores(trials: xr.Dataset) -> xr.DataArray:
     )
     coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
     return xr.DataArray(values, dims="trial", coords=coords, name="score")
+
+
+def decision_mse(trials: xr.Dataset) -> float:
+    """Mean squared error (y − target)² over the decision steps and outputs (regression tasks)."""
+    if trials["targets"].ndim != 3:
+        raise ValueError("decision_mse needs regression targets (trial, time, output)")
+    in_decision = ((trials["epoch"] == "decision") & trials["mask"]).values
+    error = trials["outputs"].values - trials["targets"].values
+    return float(np.mean(error[in_decision] ** 2))
 
 
 def accuracy_by(trials: xr.Dataset, by: str | None = None) -> xr.DataArray:

@@ -257,3 +257,23 @@ def test_held_out_evaluation_uses_unseen_digit_images(tmp_path):
     assert train.unwrapped.split == "train" and held_out.unwrapped.split == "test"
     assert not set(train.unwrapped.image_indices) & set(held_out.unwrapped.image_indices)
     assert envs.held_out_options("stimulus-selection") == {}
+
+
+def test_cli_evaluate_reports_mse_for_regression(tmp_path, toy_tasks, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--task", "echo", "--out", str(run), "--units", "8", "--nonlinear", "2", "--steps", "10",
+                 "--eval-every", "5", "--eval-trials", "10", "--bank-size", "32", "--data-workers", "0",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--trials", "30"]) == 0
+    printed = capsys.readouterr().out
+    assert "scoring regression" in printed and "decision-epoch MSE" in printed
+    summary = json.loads((run / "evaluation.json").read_text())
+    import xarray as xr
+
+    with xr.open_dataset(run / "trials.nc", engine="h5netcdf") as trials:
+        assert trials["targets"].dims == ("trial", "time", "output")
+        decision = ((trials["epoch"] == "decision") & trials["mask"]).values
+        expected = float(np.mean((trials["outputs"].values - trials["targets"].values)[decision] ** 2))
+    assert summary["decision_mse"] == pytest.approx(expected)
+    assert not (run / "figures" / "psychometric.png").exists()
