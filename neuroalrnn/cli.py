@@ -188,7 +188,9 @@ def _evaluate(args) -> int:
     path = write_trials(trials, args.run_dir / "trials.nc")
     overall = float(accuracy_by(trials))
     print(f"decision accuracy: {overall:.3f} ({args.trials} trials, seed {seed}, scoring {trials.attrs['scoring']})")
-    by_task = {str(name): float(value) for name, value in accuracy_by(trials, "task").to_series().items()}
+    per_task = accuracy_by(trials, "task").to_series()
+    order = [name for name in json.loads(trials.attrs.get("task_names", "[]")) if name in per_task.index]
+    by_task = {str(name): float(per_task[name]) for name in order or per_task.index}
     if len(by_task) > 1:
         _print_task_table(by_task)
     extra = {}
