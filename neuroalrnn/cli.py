@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``bench``. Bad input exits non-zero with
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sweep``, ``bench``. Bad input exits non-zero with
 one readable line on stderr.
 """
 
@@ -108,10 +108,35 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trials to simulate when DIR has no trials.nc (default 500)")
     analyze.add_argument("--max-regimes", type=_positive_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32)")
+    sweep = commands.add_parser("sweep", help="train and evaluate every point of an experiment grid (TOML)")
+    sweep.add_argument("experiment", type=Path, metavar="FILE", help="experiment file, e.g. experiments/*.toml")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
+                       help="local process pool (default) or a Ray cluster")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
+    sweep.add_argument("--workers", type=_non_negative_int, default=None,
+                       help="parallel runs (default: min(cores, runs); 0 = in this process)")
+    sweep.add_argument("--out", type=Path, default=None, help="output folder (default: the file's `out`)")
+    sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
+    sweep.add_argument("--plot", action="store_true", help="draw the sweep's figures when it is done")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     return parser
+
+
+def _sweep(args) -> int:
+    from .sweep import plot_sweep, run_sweep
+
+    results = run_sweep(args.experiment, backend=args.backend, workers=args.workers, address=args.address,
+                        progress=not args.no_progress, out=args.out, retry_failed=args.retry_failed)
+    status = results["status"].values.ravel()
+    failed = int((status == "failed").sum())
+    print(f"{int((status == 'finished').sum())} runs finished, {failed} failed; "
+          f"results: {results.attrs.get('out', args.out)}/results.nc")
+    for path in plot_sweep(results) if args.plot else []:
+        print(f"wrote {path}")
+    return 1 if failed else 0
 
 
 def _bench(args) -> int:
@@ -240,10 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     from .rundir import RunDirectoryError
     from .training import TrainingDiverged
 
-    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench}
+    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
+                "sweep": _sweep}
     try:
         return handlers[args.command](args)
-    except (ValueError, OSError, RunDirectoryError, TrainingDiverged) as error:
+    except (ValueError, OSError, ImportError, RunDirectoryError, TrainingDiverged) as error:
         print(f"{NAME}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
