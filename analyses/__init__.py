@@ -9,7 +9,9 @@ labelled xarray objects with fixed dimension names (``regime``, ``epoch``,
 Modules: :mod:`.regimes` (occupancy, dwell times, transitions, regime–epoch
 map), :mod:`.dynamics` (per-regime maps, eigenvalues, fixed points, cycles),
 :mod:`.primitives` (integration, gating, transients), :mod:`.pipeline`
-(everything in one Dataset), :mod:`.figures` and :mod:`.report`.
+(everything in one Dataset), :mod:`.sharing` (how much several tasks share:
+regimes, unit task variance, subspaces), :mod:`.figures`,
+:mod:`.sharing_figures` and :mod:`.report`.
 """
 
 from .core import ALRNNParams, bits_to_codes, codes_to_bits, regime_labels, validate_trials
@@ -17,6 +19,7 @@ from .dynamics import amplification, find_cycles, find_fixed_points, regime_dyna
 from .pipeline import analyze
 from .primitives import accumulated_response, boundary_transients, gating, integration_modes, transient_amplification
 from .regimes import dwell_times, occupancy_by, regime_epoch_table, regime_statistics
+from .sharing import compare_sharing, sharing_analysis
 
 __all__ = [
     "ALRNNParams",
@@ -26,6 +29,7 @@ __all__ = [
     "bits_to_codes",
     "boundary_transients",
     "codes_to_bits",
+    "compare_sharing",
     "dwell_times",
     "find_cycles",
     "find_fixed_points",
@@ -36,6 +40,7 @@ __all__ = [
     "regime_epoch_table",
     "regime_labels",
     "regime_statistics",
+    "sharing_analysis",
     "transient_amplification",
     "validate_trials",
 ]

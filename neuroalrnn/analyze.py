@@ -15,7 +15,7 @@ from .rundir import atomic_path, atomic_write
 from .simulate import read_trials, simulate, write_trials
 from .training import TEST_SEED_OFFSET, load_model
 
-__all__ = ["analyze_run"]
+__all__ = ["analyze_run", "compare_runs_sharing"]
 
 
 def model_step(model: ALRNN):
@@ -38,7 +38,9 @@ def model_step(model: ALRNN):
 def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 32, log=print) -> dict[str, Path]:
     """Analyse the run in ``run_dir``; simulate ``n_trials`` trials first if it has no trials.nc.
 
-    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths.
+    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths. A run whose
+    trials hold several tasks also gets the sharing analysis: ``sharing.nc``, its figures and a
+    report section.
     """
     run_dir = Path(run_dir)
     config, model, env = load_model(run_dir)
@@ -84,5 +86,50 @@ def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 
         written[caption] = f"figures/{name}"
         paths[name] = path
     title = f"Regime analysis: {config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
-    atomic_write(paths["report"], render_report(analysis, written, title=title))
+    report = render_report(analysis, written, title=title)
+    if np.unique(trials["task"].values).size >= 2:
+        report += "\n" + "\n".join(_sharing_section(trials, run_dir, paths)) + "\n"
+    atomic_write(paths["report"], report)
     return paths
+
+
+def _sharing_section(trials, run_dir: Path, paths: dict[str, Path]) -> list[str]:
+    """Write sharing.nc and its figures for a multi-task run; return the report's Markdown lines."""
+    from .analyses.sharing import sharing_analysis, sharing_report_lines
+    from .analyses.sharing_figures import save_figure, sharing_figures
+
+    sharing = sharing_analysis(trials)
+    paths["sharing"] = run_dir / "sharing.nc"
+    with atomic_path(paths["sharing"]) as tmp:
+        sharing.to_netcdf(tmp, engine="h5netcdf")
+    written = {}
+    for caption, (name, figure) in sharing_figures(sharing).items():
+        paths[name] = run_dir / "figures" / name
+        save_figure(figure, paths[name])
+        written[caption] = f"figures/{name}"
+    return sharing_report_lines(sharing, figures=written)
+
+
+def compare_runs_sharing(run_dirs: dict[str, str | Path], figure: str | Path | None = None):
+    """One table (xarray Dataset, dim ``run``) of sharing metrics for several analysed multi-task runs.
+
+    Each run directory must hold ``sharing.nc`` (written by ``neuroalrnn analyze``). ``run_dirs``
+    maps a label (e.g. "P=2") to the directory; ``figure`` optionally writes the comparison figure.
+    """
+    import xarray as xr
+
+    from .analyses.sharing import compare_sharing
+    from .analyses.sharing_figures import plot_sharing_comparison
+
+    results = {}
+    for label, run_dir in run_dirs.items():
+        path = Path(run_dir) / "sharing.nc"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no sharing.nc in {run_dir}; run `neuroalrnn analyze {run_dir}` on a multi-task run first"
+            )
+        results[label] = xr.load_dataset(path, engine="h5netcdf")
+    table = compare_sharing(results)
+    if figure is not None:
+        plot_sharing_comparison(table, figure)
+    return table

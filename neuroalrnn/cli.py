@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sweep``, ``bench``. Bad input exits non-zero with
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``, ``sweep``, ``bench``. Bad input exits non-zero with
 one readable line on stderr.
 """
 
@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trials to simulate when DIR has no trials.nc (default 500)")
     analyze.add_argument("--max-regimes", type=_positive_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32)")
+    sharing = commands.add_parser("sharing", help="compare task sharing across analysed multi-task runs")
+    sharing.add_argument("run_dirs", type=Path, nargs="+", metavar="DIR",
+                         help="runs analysed with `neuroalrnn analyze` (each holds sharing.nc)")
+    sharing.add_argument("--figure", type=Path, default=None, help="write the comparison figure here (PNG)")
     sweep = commands.add_parser("sweep", help="train and evaluate every point of an experiment grid (TOML)")
     sweep.add_argument("experiment", type=Path, metavar="FILE", help="experiment file, e.g. experiments/*.toml")
     sweep.add_argument("--backend", choices=("local", "ray"), default="local",
@@ -123,6 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     return parser
+
+
+def _sharing(args) -> int:
+    from .analyze import compare_runs_sharing
+    from .rundir import read_config
+
+    labels = {}
+    for run_dir in args.run_dirs:
+        config = read_config(run_dir)
+        label = f"{config.model} M={config.n_units}" + (f" P={config.n_nonlinear}" if config.model == "alrnn" else "")
+        labels[label if label not in labels else f"{label} ({run_dir.name})"] = run_dir
+    table = compare_runs_sharing(labels, figure=args.figure)
+    columns = [name for name in ("sharing_index", "shared_regime_fraction", "shared_step_fraction", "n_regimes",
+                                 "mean_jaccard", "mean_cka", "mean_subspace_overlap", "n_unit_clusters")
+               if name in table]
+    width = max(map(len, labels))
+    print(f"{'run':<{width}}  " + "  ".join(f"{name:>22}" for name in columns))
+    for label in table["run"].values:
+        row = table.sel(run=label)
+        print(f"{label:<{width}}  " + "  ".join(f"{float(row[name]):>22.3f}" for name in columns))
+    if args.figure is not None:
+        print(f"wrote {args.figure}")
+    return 0
 
 
 def _sweep(args) -> int:
@@ -266,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import TrainingDiverged
 
     handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
-                "sweep": _sweep}
+                "sweep": _sweep, "sharing": _sharing}
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, ImportError, RunDirectoryError, TrainingDiverged) as error:

@@ -155,7 +155,19 @@ MetricFunction = Callable[[xr.Dataset, torch.nn.Module, TrainConfig], float]
 
 #: Extra per-run metrics by name (see the module docstring); an experiment selects them with
 #: ``[evaluate] metrics = [...]``. E.g. a sharing index across tasks: ``METRICS["sharing"] = sharing``.
-METRICS: dict[str, MetricFunction] = {}
+def sharing_index(trials: xr.Dataset, model: torch.nn.Module, config: TrainConfig) -> float:
+    """The network's sharing index across tasks (:func:`neuroalrnn.analyses.sharing.sharing_analysis`).
+
+    NaN for a single-task run or a model without regimes.
+    """
+    from .analyses.sharing import sharing_analysis
+
+    if np.unique(trials["task"].values).size < 2 or "regime" not in trials:
+        return float("nan")
+    return float(sharing_analysis(trials)["sharing_index"])
+
+
+METRICS: dict[str, MetricFunction] = {"sharing_index": sharing_index}
 
 
 class ExperimentError(ValueError):

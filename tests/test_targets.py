@@ -277,3 +277,37 @@ def test_cli_evaluate_reports_mse_for_regression(tmp_path, toy_tasks, capsys):
         expected = float(np.mean((trials["outputs"].values - trials["targets"].values)[decision] ** 2))
     assert summary["decision_mse"] == pytest.approx(expected)
     assert not (run / "figures" / "psychometric.png").exists()
+
+
+def test_analyze_writes_the_sharing_section_for_a_multi_task_run(tmp_path, toy_tasks, capsys):
+    import xarray as xr
+
+    runs = {}
+    for P in (2, 6):
+        run = tmp_path / f"P{P}"
+        assert main(["train", "--task", "two-tasks", "--out", str(run), "--units", "12", "--nonlinear", str(P),
+                     "--steps", "10", "--eval-every", "10", "--eval-trials", "20", "--bank-size", "64",
+                     "--data-workers", "0", "--no-progress"]) == 0
+        assert main(["analyze", str(run), "--trials", "40", "--max-regimes", "4"]) == 0
+        runs[P] = run
+        with xr.open_dataset(run / "sharing.nc", engine="h5netcdf") as sharing:
+            assert set(sharing["task"].values) == {"same", "flip"}
+            assert 0.0 <= float(sharing["sharing_index"]) <= 1.0
+        report = (run / "report.md").read_text()
+        assert "sharing index" in report.lower()
+    capsys.readouterr()
+    figure = tmp_path / "sharing.png"
+    assert main(["sharing", str(runs[2]), str(runs[6]), "--figure", str(figure)]) == 0
+    printed = capsys.readouterr().out
+    assert "alrnn M=12 P=2" in printed and "alrnn M=12 P=6" in printed and "sharing_index" in printed
+    assert figure.is_file()
+
+
+def test_sharing_command_needs_analysed_runs(tmp_path, toy_tasks, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--task", "two-tasks", "--out", str(run), "--units", "8", "--nonlinear", "2",
+                 "--steps", "4", "--eval-every", "4", "--eval-trials", "10", "--bank-size", "16",
+                 "--data-workers", "0", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["sharing", str(run)]) == 1
+    assert "no sharing.nc" in capsys.readouterr().err
