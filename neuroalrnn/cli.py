@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``, ``sweep``, ``bench``. Bad input exits non-zero with
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``, ``compare``, ``sweep``, ``bench``. Bad input exits non-zero with
 one readable line on stderr.
 """
 
@@ -108,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
                          help="trials to simulate when DIR has no trials.nc (default 500)")
     analyze.add_argument("--max-regimes", type=_positive_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32)")
+    compare = commands.add_parser("compare", help="compare a run's latents with neural recordings (CKA, Procrustes, RSA)")
+    compare.add_argument("run_dir", type=Path, metavar="DIR")
+    compare.add_argument("recordings", type=Path, metavar="RECORDINGS.nc",
+                         help="NetCDF: (trial, time, neuron), per-trial conditions, time in ms")
+    compare.add_argument("--align", choices=("epoch", "time"), default="epoch",
+                         help="compare per epoch (resampled to --bins points) or on the model's time grid")
+    compare.add_argument("--bins", type=_positive_int, default=5, help="points per epoch with --align epoch")
+    compare.add_argument("--shuffles", type=_non_negative_int, default=1000, help="condition shuffles for the null")
+    compare.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the shuffles")
+    compare.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
+                         help="conditions to match (default: every condition both sides have)")
+    compare.add_argument("--variable", default=None, help="which variable of a recordings Dataset")
+    compare.add_argument("--nan-policy", choices=("raise", "drop_neurons", "omit"), default="raise")
+    compare.add_argument("--trials", type=_positive_int, default=1000,
+                         help="trials to simulate when DIR has no trials.nc (default 1000)")
     sharing = commands.add_parser("sharing", help="compare task sharing across analysed multi-task runs")
     sharing.add_argument("run_dirs", type=Path, nargs="+", metavar="DIR",
                          help="runs analysed with `neuroalrnn analyze` (each holds sharing.nc)")
@@ -127,6 +142,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     return parser
+
+
+def _compare(args) -> int:
+    from .analyses.compare import compare, load_recordings, plot_comparison
+    from .rundir import atomic_path
+    from .simulate import read_trials, simulate, write_trials
+    from .training import TEST_SEED_OFFSET, load_model
+
+    recordings = load_recordings(args.recordings, variable=args.variable)
+    trials_path = args.run_dir / "trials.nc"
+    if trials_path.is_file():
+        trials = read_trials(trials_path)
+    else:
+        config, model, env = load_model(args.run_dir)
+        trials = simulate(model, env, args.trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
+                          config=config.to_dict())
+        write_trials(trials, trials_path)
+        print(f"simulated {args.trials} trials -> {trials_path}")
+    result = compare(trials, recordings, conditions=args.conditions, align=args.align, n_bins=args.bins,
+                     n_shuffles=args.shuffles, seed=args.seed, nan_policy=args.nan_policy)
+    matched = json.loads(result.attrs.get("conditions", "[]"))
+    print(f"matched on {', '.join(matched)}: {int(result['n_conditions'].max())} condition averages, "
+          f"{args.shuffles} shuffles")
+    observed, p_value = result["observed"], result["p_value"]
+    epochs = [str(epoch) for epoch in result["epoch"].values]
+    print(f"{'metric':<11}" + "".join(f"{epoch:>16}" for epoch in epochs))
+    for metric in result["metric"].values:
+        cells = [f"{float(observed.sel(metric=metric, epoch=e)):.3f} (p={float(p_value.sel(metric=metric, epoch=e)):.3f})"
+                 for e in epochs]
+        print(f"{metric!s:<11}" + "".join(f"{cell:>16}" for cell in cells))
+    path = args.run_dir / "comparison.nc"
+    with atomic_path(path) as tmp:
+        result.to_netcdf(tmp, engine="h5netcdf")
+    figure = plot_comparison(result, args.run_dir / "figures" / "comparison.png")
+    print(f"wrote {path} and {figure}")
+    return 0
 
 
 def _sharing(args) -> int:
@@ -293,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     from .training import TrainingDiverged
 
     handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
-                "sweep": _sweep, "sharing": _sharing}
+                "sweep": _sweep, "sharing": _sharing, "compare": _compare}
     try:
         return handlers[args.command](args)
     except (ValueError, OSError, ImportError, RunDirectoryError, TrainingDiverged) as error:

@@ -116,3 +116,29 @@ def test_console_script_exit_code_and_message(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "neuroalrnn: error: n_nonlinear (P) must lie in [0, n_units=3], got 4"
     ]
+
+
+def test_compare_command_end_to_end(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
+    spec = importlib.util.spec_from_file_location("make_recordings", script)
+    make_recordings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_recordings)
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--units", "12", "--nonlinear", "3", "--steps", "20",
+                 "--eval-every", "20", "--eval-trials", "20", "--bank-size", "64", "--data-workers", "0",
+                 "--no-progress"]) == 0
+    recordings = tmp_path / "recordings.nc"
+    assert make_recordings.main([str(run), "--out", str(recordings), "--trials", "200", "--neurons", "20"]) in (0, None)
+    capsys.readouterr()
+    assert main(["compare", str(run), str(recordings), "--trials", "200", "--shuffles", "20",
+                 "--conditions", "context", "coh_relevant"]) == 0
+    printed = capsys.readouterr().out
+    assert "matched on context, coh_relevant" in printed
+    assert "cka" in printed and "procrustes" in printed and "rsa" in printed
+    assert (run / "comparison.nc").is_file() and (run / "figures" / "comparison.png").is_file()
+    capsys.readouterr()
+    assert main(["compare", str(run), str(tmp_path / "missing.nc")]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
