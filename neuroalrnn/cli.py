@@ -194,10 +194,10 @@ def _sharing(args) -> int:
                                  "mean_jaccard", "mean_cka", "mean_subspace_overlap", "n_unit_clusters")
                if name in table]
     width = max(map(len, labels))
-    print(f"{'run':<{width}}  " + "  ".join(f"{name:>22}" for name in columns))
+    print(f"{'run':<{width}}  " + "  ".join(columns))
     for label in table["run"].values:
         row = table.sel(run=label)
-        print(f"{label:<{width}}  " + "  ".join(f"{float(row[name]):>22.3f}" for name in columns))
+        print(f"{label:<{width}}  " + "  ".join(f"{float(row[name]):>{len(name)}.3f}" for name in columns))
     if args.figure is not None:
         print(f"wrote {args.figure}")
     return 0
@@ -347,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
                 "sweep": _sweep, "sharing": _sharing, "compare": _compare}
     try:
         return handlers[args.command](args)
+    except BrokenPipeError:  # e.g. `neuroalrnn evaluate DIR | head -1`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, OSError, ImportError, RunDirectoryError, TrainingDiverged) as error:
         print(f"{NAME}: error: {error}", file=sys.stderr)
         return 1
