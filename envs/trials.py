@@ -164,10 +164,10 @@ def decision_choice(outputs: np.ndarray, decision_mask: np.ndarray) -> np.ndarra
 
     Ties go to the lowest output index (fixate), so an undecided trial never counts as correct.
     """
-    predicted = outputs.argmax(axis=-1)
-    votes = np.stack(
-        [((predicted == c) & decision_mask).sum(axis=1) for c in range(outputs.shape[-1])], axis=1
-    )
+    n_trials, n_outputs = outputs.shape[0], outputs.shape[-1]
+    rows, steps = np.nonzero(decision_mask)
+    predicted = outputs[rows, steps].argmax(axis=-1)
+    votes = np.bincount(rows * n_outputs + predicted, minlength=n_trials * n_outputs).reshape(n_trials, n_outputs)
     return votes.argmax(axis=1)
 
 

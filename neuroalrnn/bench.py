@@ -1,6 +1,6 @@
 """`neuroalrnn bench`: training speed against the status quo, in one process, interleaved.
 
-Three comparisons, each repeated in alternating rounds so that a noisy shared
+Four comparisons, each repeated in alternating rounds so that a noisy shared
 machine slows both sides alike; medians are printed with their ratios.
 
 (a) the status quo a user writes today: ``ngym.Dataset`` batches feeding a
@@ -10,7 +10,13 @@ machine slows both sides alike; medians are printed with their ratios.
     AL-RNN step — per-step time read off ``metrics.csv``'s wall clock;
 (c) one training step alone (forward, loss, backward, Adam) on a fixed batch:
     ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
-    fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps.
+    fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps;
+(d) producing one training batch (32 trials, ~100 steps): ``ngym.Dataset`` (per
+    batch, its cache refills included) against ours, a trial bank of 2048
+    trials from ``envs.sample_trials`` and the Trainer's ``batch_of_step`` (a
+    ``.take`` of 32 trials) for each step — the bank's sampling, which the
+    Trainer leaves to a data worker, is also shown spread over the steps that
+    use the bank.
 
 Peak memory: a fresh subprocess builds one variant, resets the kernel's
 peak-RSS mark (``/proc/self/clear_refs``), runs 3 training steps and reports
@@ -37,7 +43,7 @@ from .config import TrainConfig
 from .fast import alrnn_forward_fast
 from .models import ALRNN
 from .rundir import read_metrics
-from .training import Trainer, make_task
+from .training import Trainer, batch_of_step, make_task, sample_unit
 
 __all__ = ["run_benchmark"]
 
@@ -129,6 +135,38 @@ def _our_loop_seconds_per_step(units: int, batch: int, steps: int) -> float:
     return float((wall[-2] - wall[2]) / (len(wall) - 4))
 
 
+def _batch_production(units: int, batch: int, rounds: int) -> dict[str, float]:
+    """Seconds per training batch (medians over rounds of per-round means): ngym.Dataset, and ours.
+
+    Ours: ``take``, the Trainer's ``batch_of_step`` from a bank; ``bank``, sampling a bank (once per
+    ``steps_per_bank`` batches); ``ours``, both per batch.
+    """
+    import neurogym as ngym
+
+    config = _task_config(units, batch).replace(bank_cache=None)  # always sample, never read a cached bank
+    steps_per_bank = config.bank_size * config.bank_reuse // config.batch_size
+    env = make_task(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = ngym.Dataset(make_task(config), batch_size=batch, seq_len=N_STEPS)
+        dataset()
+    times: dict[str, list[float]] = {"ngym": [], "bank": [], "take": []}
+    for bank in range(rounds):
+        # As many ngym batches as a bank serves, so that its cache refills (every few batches) average out.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            times["ngym"].append(sum(_time(dataset, steps_per_bank)) / steps_per_bank)
+        start = time.perf_counter()
+        unit = sample_unit(env, config, bank)
+        times["bank"].append(time.perf_counter() - start)
+        steps = iter(range(steps_per_bank))
+        takes = _time(lambda unit=unit, steps=steps: batch_of_step(config, unit, next(steps)), steps_per_bank)
+        times["take"].append(sum(takes) / steps_per_bank)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    return {**medians, "steps_per_bank": steps_per_bank, "bank_size": config.bank_size,
+            "ours": medians["take"] + medians["bank"] / steps_per_bank}
+
+
 def _time(step: Callable[[], None], repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -172,7 +210,7 @@ def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
 
 def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memory: bool = True,
                   log: Callable[[str], None] = print) -> dict:
-    """Run (a)–(c) and print a table; returns the medians (seconds) and ratios."""
+    """Run (a)–(d) and print a table; returns the medians (seconds) and ratios."""
     results: dict = {"threads": torch.get_num_threads()}
     log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians over {rounds} interleaved rounds")
 
@@ -208,6 +246,16 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     log(f"  (b) neuroalrnn Trainer      {1e3 * ours:8.2f} ms/step  {batch / ours:8.0f} trials/s")
     log(f"  speed-up (b)/(a): {quo / ours:.2f}x trials per second")
     results["loop"] = {"status_quo": quo, "ours": ours, "speedup": quo / ours}
+
+    log(f"\n(d) producing one training batch ({batch} trials × ~{N_STEPS} steps), stimulus selection")
+    data = _batch_production(units, batch, rounds)
+    log(f"  ngym.Dataset (cache refills included)  {1e3 * data['ngym']:8.3f} ms/batch")
+    log(f"  trial bank: batch_of_step (.take)      {1e3 * data['take']:8.3f} ms/batch   "
+        f"({data['ngym'] / data['take']:.0f}x faster; {100 * data['take'] / ours:.1f} % of our training step)")
+    log(f"    + sampling the bank of {data['bank_size']} trials  {1e3 * data['bank']:8.1f} ms, once per "
+        f"{data['steps_per_bank']} batches (in a data worker): {1e3 * data['ours']:.3f} ms/batch in all, "
+        f"{data['ngym'] / data['ours']:.1f}x faster than ngym.Dataset")
+    results["batch"] = {**data, "speedup_take": data["ngym"] / data["take"], "speedup": data["ngym"] / data["ours"]}
 
     if memory:
         log("\npeak memory of 3 training steps above the set-up (VmHWM − VmRSS, fresh process each)")

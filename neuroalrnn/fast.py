@@ -3,40 +3,47 @@
 :func:`alrnn_forward_fast` computes what :meth:`ALRNN.forward
 <neuroalrnn.models.ALRNN.forward>` computes (same equation, same parameters,
 same noise draw) but arranged for speed at the sizes cognitive-task models use
-(M = 64..256 units, 32..128 trials, ~100 steps). There a training step costs
-per-operation overhead and memory traffic (first touches of freshly allocated
-buffers included) more than arithmetic, so :class:`ALRNNFunction`, a
-``torch.autograd.Function`` for the whole model, does the following.
+(M = 64..256 units, 32..128 trials, ~100 steps). There a time step is one small
+matrix product (32 × 144 by 144 × 128 takes ~10 µs) and every further torch
+operation in the time loop costs 1–3 µs of dispatch, so
+:class:`ALRNNFunction`, a ``torch.autograd.Function`` for the whole model,
+does as few operations per time step as the equation allows.
 
-* Forward, without an autograd graph: each step is one matrix product of the
-  row block S_t = [Φ*(z_{t-1}), s_t, 1] with [W + diag A_lin, C, h]ᵀ (plus
-  σ_rec ξ_t, scaled inside the same ``addmm``). A_lin (A_nl) is A on the linear
-  (nonlinear) units and zero elsewhere; A ⊙ z + W Φ*(z) = (W + diag A_lin) Φ*(z)
-  + A_nl ⊙ z because Φ*(z) = z on the linear units. The readout B z_t + b is one
-  matrix product after the loop. Only the latents (and inputs) are kept for the
-  backward pass.
-* Backward through time, per step: one matrix product g_t W (with the diagonal
-  folded in) and, for P > 0, three elementwise operations on the P nonlinear
-  units give dL/dz_{t-1} = e_{t-1} + A ⊙ g_t + (g_t W) ⊙ Φ*'(z_{t-1}), where
-  g_t = dL/dz_t and e_t is the gradient arriving at z_t from the readout and
-  the latents.
-* The weight gradients are products over all (time × batch) rows at once, taken
-  in chunks of a few steps whose G and S blocks stay in cache and are reused:
-  Gᵀ S = [dW, dC, dh] (its diagonal is A's gradient on the linear units).
+Forward: one time-major buffer S holds the row blocks
+S_t = [s_t, 1, ψ_{t-1}, z_{t-1}], ψ = φ(z_nl) the nonlinear units' φ
+(z_nl: the last P units). Then
 
-With P = 0 a step is one copy and one matrix product forward, one ``addmm``
-backward. Buffers of size time × batch × M: the latents (returned), and, only
-when asked for, the gradients of the inputs and the noise.
+    A ⊙ z + W Φ*(z) + C s + h = [s, 1, ψ, z] V  (+ A_nl ⊙ z_nl),
+    V = [Cᵀ; hᵀ; W_nlᵀ; W_linᵀ + diag A_lin; diag A_nl]
 
-Why the input term and the readout are inside the Function rather than left to
-autograd: with K ≈ 5 inputs and O ≈ 3 outputs, the skinny products autograd
-would run (C s_t over all steps, dC = Gᵀ X, dL/dz = g_y B) take MKL several
-times longer than their size suggests, and each writes a fresh time × batch × M
-tensor; in S they ride along with products that are done anyway.
-``benchmarks/training_speed.py`` measures the result against ``torch.nn.RNN``.
+with W_lin and W_nl W's linear and nonlinear columns. Step t is one product
+written straight into the z columns of S_{t+1} (σ_rec ξ_t added in it) and
+one φ into its ψ columns. With P ≤ M / 8 the rows diag A_nl take A_nl ⊙ z_nl
+into the product ("folded"); with more nonlinear units those P extra rows
+cost more than the element-wise product they replace, which is then a third
+operation per step. The latents are a view of S; the outputs are one product
+B Zᵀ after the loop.
+
+Backward through time: a buffer H holds [∂L/∂ψ_t, ∂L/∂z_t] and, folded,
+∂L/∂y_{t-1}; per step one product with R (V's ψ and z rows, transposed, and
+B, so that the readout's gradient rides along) gives H_{t-1}, and one
+``addcmul_`` adds φ'(z) ⊙ ∂L/∂ψ into ∂L/∂z on the nonlinear units
+(φ'(0) = α, as in ``ALRNN.phi``). Unfolded, A_nl ⊙ ∂L/∂z_nl is one more
+element-wise operation and the readout's gradient one product before the
+loop. The gradients of A, W, C and h are one product Gᵀ S over all
+(time × batch) rows after the loop.
+
+Buffers and their per-step views are kept between calls, per thread: making
+the ~100 views of a buffer costs as much as five time steps. A kept buffer is
+reused only when nothing else holds its storage (no latents kept by the
+caller, no autograd graph alive), so results never alias; about
+2 × time × batch × (M + P + K) numbers stay allocated (at most 256 MB).
+``neuroalrnn bench`` measures the result against ``torch.nn.RNN``.
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -44,10 +51,6 @@ from torch.autograd.function import once_differentiable
 from .models import ALRNN, _check_inputs
 
 __all__ = ["ALRNNFunction", "alrnn_forward_fast"]
-
-# Chunk length in (time × batch) rows: blocks of ~1,000 rows keep the
-# per-chunk matrix products efficient while their buffers stay in cache.
-CHUNK_ROWS = 1024
 
 
 def alrnn_forward_fast(
@@ -79,8 +82,8 @@ def alrnn_forward_fast(
     -------
     outputs, latents
         ``(batch, time, n_outputs)`` and ``(batch, time, n_units)`` as from
-        ``ALRNN.forward``. Both are transposed views of time-major buffers
-        (not contiguous): use ``.reshape`` rather than ``.view`` on them.
+        ``ALRNN.forward``. Both are strided views of time-major buffers (not
+        contiguous): use ``.reshape`` rather than ``.view`` on them.
     """
     if not isinstance(model, ALRNN):
         raise TypeError(f"model must be an ALRNN, got {type(model).__name__}; other models have no fast path")
@@ -109,20 +112,115 @@ def alrnn_forward_fast(
     )
 
 
-def _leaky_relu_(z: torch.Tensor, slope: float) -> torch.Tensor:
-    """φ in place: z for z > 0, slope · z otherwise (``ALRNN.phi`` on the nonlinear units)."""
+# With at most M / FOLD_RATIO nonlinear units, A_nl ⊙ z_nl rides along in the step's product (two
+# operations per step); with more, those P extra product rows and columns cost more than the
+# element-wise operations they save. Measured per training step: folding saves 2–3 % up to P = M/4
+# at M = 128 (batch 32) and up to P = M/8 at M = 256 (batch 128), costs 3 % at P = M/4 there and
+# 12 % at P = M (M = 128).
+FOLD_RATIO = 8
+
+
+class _Layout:
+    """Columns of a row block S_t = [0 (padding), s_t (K), 1, ψ_{t-1} (P), z_{t-1} (M)], ψ = φ(z_nl).
+
+    z comes last and its nonlinear units (the last P) last of all, so that a product can stop
+    before them (``rows``): ``fold`` says whether A_nl ⊙ z_nl is done in the product (through
+    rows diag(A_nl)) or by an element-wise operation.
+    """
+
+    def __init__(self, n_units: int, n_nonlinear: int, n_inputs: int) -> None:
+        self.n_units, self.n_nonlinear, self.n_inputs = n_units, n_nonlinear, n_inputs
+        self.start = n_units - n_nonlinear  # the first nonlinear unit
+        used = n_inputs + 1 + n_nonlinear + n_units
+        self.inputs = -used % 8  # zero columns first: rows of S are multiples of 8 long (BLAS alignment)
+        self.one = self.inputs + n_inputs
+        self.psi = self.one + 1
+        self.z = self.psi + n_nonlinear
+        self.nonlinear = self.z + self.start
+        self.width = self.z + n_units
+        self.fold = n_nonlinear * FOLD_RATIO <= n_units
+        self.rows = self.width if self.fold else self.nonlinear  # columns of S_t in the step's product
+
+
+def _step_matrix(A, W, h, C, layout: _Layout) -> torch.Tensor:
+    """V (rows × M) with S_t[:, :rows] V = A ⊙ z + W Φ*(z) + C s + h, less A_nl ⊙ z_nl unless folded."""
+    n_units, n_nonlinear, start = layout.n_units, layout.n_nonlinear, layout.start
+    V = A.new_empty(layout.rows, n_units)
+    V.narrow(0, 0, layout.inputs).zero_()
+    V.narrow(0, layout.inputs, layout.n_inputs).copy_(C.t())
+    V.select(0, layout.one).copy_(h)
+    V.narrow(0, layout.psi, n_nonlinear).copy_(W.narrow(1, start, n_nonlinear).t())
+    V.narrow(0, layout.z, start).copy_(W.narrow(1, 0, start).t())
+    diagonal = layout.rows - layout.z  # M when folded (the nonlinear z rows are diag A_nl), else M − P
+    V.narrow(0, layout.nonlinear, layout.rows - layout.nonlinear).zero_()
+    V.narrow(0, layout.z, diagonal).diagonal().add_(A.narrow(0, 0, diagonal))
+    return V
+
+
+def _back_matrix(A, W, B, layout: _Layout) -> torch.Tensor:
+    """R: [g_t, ∂L/∂y_{t-1}] R = ∂L/∂[ψ, z]_{t-1} before φ' (folded), or g_t R = ∂L/∂[ψ, z_lin]_{t-1}.
+
+    Folded: R = [[W_nl, W D_lin + diag A], [0, B]], (M + O) × (P + M), where W D_lin is W with its
+    nonlinear columns zeroed; otherwise R = [W_nl, W_lin + diag A_lin], M × M.
+    """
+    n_units, n_nonlinear, start = layout.n_units, layout.n_nonlinear, layout.start
+    n_outputs = B.shape[0] if layout.fold else 0
+    R = A.new_empty(n_units + n_outputs, n_nonlinear + (n_units if layout.fold else start))
+    R.narrow(0, 0, n_units).narrow(1, 0, n_nonlinear).copy_(W.narrow(1, start, n_nonlinear))
+    recurrent = R.narrow(0, 0, n_units).narrow(1, n_nonlinear, R.shape[1] - n_nonlinear)
+    recurrent.narrow(1, 0, start).copy_(W.narrow(1, 0, start))
+    if layout.fold:
+        recurrent.narrow(1, start, n_nonlinear).zero_()
+        R.narrow(0, n_units, n_outputs).narrow(1, 0, n_nonlinear).zero_()
+        R.narrow(0, n_units, n_outputs).narrow(1, n_nonlinear, n_units).copy_(B)
+    recurrent.diagonal().add_(A.narrow(0, 0, recurrent.shape[1]))
+    return R
+
+
+def _phi(z: torch.Tensor, slope: float, out: torch.Tensor) -> None:
+    """``out`` = φ(z), ``ALRNN.phi`` on the nonlinear units."""
     if slope == 0.0:
-        return z.relu_()
-    return torch.nn.functional.leaky_relu(z, slope, inplace=True)
+        torch.clamp(z, min=0, out=out)
+    else:
+        torch._C._nn.leaky_relu(z, slope, out=out)  # F.leaky_relu without an out= argument
 
 
-def _chunk_length(batch: int, n_steps: int) -> int:
-    return max(1, min(n_steps, CHUNK_ROWS // batch))
+# Buffers kept between calls, one per slot and thread (see the module docstring).
+_WORKSPACE = threading.local()
+_storage_use_count = getattr(torch._C, "_storage_Use_Count", None)  # private; without it, no reuse
+KEEP_BYTES = 256 * 2**20  # larger buffers are not kept: they cost far more to fill than to allocate
 
 
-def _width(n_units: int, n_inputs: int) -> int:
-    """Columns of S: [Φ*(z), s, 1], zero-padded to a multiple of 8 (rows aligned for the BLAS kernels)."""
-    return -(-(n_units + n_inputs + 1) // 8) * 8
+def _storage_users(tensor: torch.Tensor) -> int:
+    return _storage_use_count(tensor.untyped_storage()._cdata)
+
+
+class _Buffer:
+    """A (blocks, batch, width) buffer and the per-block views of its named column ranges."""
+
+    def __init__(self, key: tuple, shape: tuple[int, int, int], like: torch.Tensor, columns: dict[str, slice]):
+        self.key = key
+        self.tensor = like.new_empty(shape)
+        self.views = {name: self.tensor[:, :, cols].unbind(0) for name, cols in columns.items()}
+        self.idle_users = _storage_users(self.tensor) if _storage_use_count is not None else None
+
+
+def _buffer(slot: str, key: tuple, shape: tuple[int, int, int], like: torch.Tensor,
+            columns: dict[str, slice]) -> tuple[_Buffer, bool]:
+    """An idle buffer of at least ``shape`` from this thread's workspace, or a new one; True if new."""
+    key = (*key, shape[1:], like.dtype, like.device)
+    kept = getattr(_WORKSPACE, slot, None)
+    if (
+        kept is not None
+        and kept.key == key
+        and kept.tensor.shape[0] >= shape[0]
+        and _storage_users(kept.tensor) == kept.idle_users
+    ):
+        return kept, False
+    new = _Buffer(key, shape, like, columns)
+    if new.idle_users is not None and new.tensor.nbytes <= KEEP_BYTES:
+        setattr(_WORKSPACE, slot, new)
+    return new, True
 
 
 class ALRNNFunction(torch.autograd.Function):
@@ -132,180 +230,173 @@ class ALRNNFunction(torch.autograd.Function):
     inputs ``(batch, time, K)``, z0 ``(batch, M)`` or ``None`` (zero), noise
     ``(batch, time, M)`` or ``None``, of which ``noise_scale * noise`` is added
     to the drive; returns outputs ``(batch, time, O)`` and latents
-    ``(batch, time, M)``, both views of time-major buffers. Gradients flow to
-    every tensor argument.
+    ``(batch, time, M)``, both strided views of time-major buffers. Gradients
+    flow to every tensor argument.
     """
 
     @staticmethod
     def forward(ctx, inputs, z0, noise, A, W, h, C, B, b, n_nonlinear: int, slope: float, noise_scale: float):
         batch, n_steps, n_inputs = inputs.shape
         n_units = A.shape[0]
-        start = n_units - n_nonlinear  # the first nonlinear unit
-        chunk = _chunk_length(batch, n_steps)
-        width = _width(n_units, n_inputs)
+        layout = _Layout(n_units, n_nonlinear, n_inputs)
+        z, nonlinear, psi = layout.z, layout.nonlinear, layout.psi
         ctx.set_materialize_grads(False)
         with torch.no_grad():
-            A_linear = A.clone()
-            A_linear[start:] = 0
-            weights = A.new_zeros(width, n_units)  # [W + diag A_lin, C, h]ᵀ and zero rows
-            weights[:n_units] = (W + torch.diag(A_linear)).t()
-            weights[n_units : n_units + n_inputs] = C.t()
-            weights[n_units + n_inputs] = h
-            A_nonlinear = A[start:]
-            # S[i] = [Φ*(z_{t-1}), s_t, 1, 0...] for step t = chunk start + i.
-            S = A.new_zeros(chunk, batch, width)
-            S[:, :, n_units + n_inputs] = 1
-            S_steps, phi_steps = S.unbind(0), S[:, :, :n_units].unbind(0)
-            phi_nonlinear_steps = S[:, :, start:n_units].unbind(0)
-            latents = A.new_empty(n_steps, batch, n_units)
-            latent_steps = latents.unbind(0)
-            latent_nonlinear_steps = latents[:, :, start:].unbind(0)
-            noise_steps = noise.transpose(0, 1).unbind(0) if noise is not None else None
-            inputs_by_time = inputs.transpose(0, 1)
-            previous, previous_nonlinear = z0, (None if z0 is None else z0[:, start:])
-            for first in range(0, n_steps, chunk):
-                end = min(n_steps, first + chunk)
-                S[: end - first, :, n_units : n_units + n_inputs] = inputs_by_time[first:end]
-                for t in range(first, end):
-                    i = t - first
-                    if previous is None:
-                        phi_steps[i].zero_()
-                    elif start == 0 and slope == 0.0:  # P = M: Φ* = relu, one operation
-                        torch.clamp(previous, min=0, out=phi_steps[i])
-                    else:
-                        phi_steps[i].copy_(previous)
-                        if n_nonlinear:
-                            _leaky_relu_(phi_nonlinear_steps[i], slope)
-                    z = latent_steps[t]
-                    if noise_steps is None:
-                        torch.mm(S_steps[i], weights, out=z)
-                    else:
-                        torch.addmm(noise_steps[t], S_steps[i], weights, beta=noise_scale, out=z)
-                    if n_nonlinear and previous_nonlinear is not None:
-                        latent_nonlinear_steps[t].addcmul_(A_nonlinear, previous_nonlinear)
-                    previous, previous_nonlinear = z, latent_nonlinear_steps[t]
-            outputs = torch.addmm(b, latents.view(n_steps * batch, n_units), B.t())
-            outputs = outputs.view(n_steps, batch, -1).transpose(0, 1)
-            latents = latents.transpose(0, 1)
-        ctx.save_for_backward(inputs, z0, latents, A, W, C, B)
+            V = _step_matrix(A, W, h, C, layout)
+            columns = {"in": slice(0, layout.rows), "z": slice(z, None)}
+            if n_nonlinear:
+                columns.update(nonlinear=slice(nonlinear, None), psi=slice(psi, z))
+            key = (n_units, n_nonlinear, n_inputs, layout.fold)
+            buffer, new = _buffer("S", key, (n_steps + 1, batch, layout.width), A, columns)
+            if new:
+                buffer.tensor[:, :, : layout.inputs] = 0
+                buffer.tensor[:, :, layout.one] = 1
+            # S[t] = S_t for t < T; S[T] holds z_T and ψ_T only (its other columns are never read).
+            S = buffer.tensor[: n_steps + 1]
+            S[:n_steps, :, layout.inputs : layout.one] = inputs.transpose(0, 1)
+            if z0 is None:
+                S[0, :, psi:] = 0
+            else:
+                S[0, :, z:] = z0
+                if n_nonlinear:
+                    _phi(z0[:, layout.start :], slope, out=S[0, :, psi:z])
+            in_blocks, z_blocks = buffer.views["in"], buffer.views["z"]
+            if n_nonlinear:
+                nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
+                A_nonlinear = A[layout.start :]
+            separate = n_nonlinear and not layout.fold
+            if noise is not None:
+                torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
+            for t in range(n_steps):
+                if noise is None:
+                    torch.mm(in_blocks[t], V, out=z_blocks[t + 1])
+                else:
+                    z_blocks[t + 1].addmm_(in_blocks[t], V)
+                if separate:
+                    nonlinear_blocks[t + 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
+                if n_nonlinear:
+                    _phi(nonlinear_blocks[t + 1], slope, out=psi_blocks[t + 1])
+            latents = S[1:].view(n_steps * batch, layout.width)[:, z:]
+            # (O × M)(M × rows): MKL is several times faster this way round than rows × M by M × O.
+            outputs = torch.mm(B, latents.t()).add_(b.unsqueeze(1))
+            outputs = outputs.t().view(n_steps, batch, -1).transpose(0, 1)
+            latents = latents.view(n_steps, batch, n_units).transpose(0, 1)
+        ctx.save_for_backward(S, z0, A, W, C, B)
         ctx.n_nonlinear, ctx.slope, ctx.noise_scale = n_nonlinear, slope, noise_scale
         return outputs, latents
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_outputs, grad_latents):
-        inputs, z0, latents, A, W, C, B = ctx.saved_tensors
+        S, z0, A, W, C, B = ctx.saved_tensors
         n_nonlinear, slope = ctx.n_nonlinear, ctx.slope
         need = dict(zip(("inputs", "z0", "noise", "A", "W", "h", "C", "B", "b"), ctx.needs_input_grad))
-        batch, n_steps, n_units = latents.shape
-        n_inputs, n_outputs = C.shape[1], B.shape[0]
-        start = n_units - n_nonlinear
-        chunk = _chunk_length(batch, n_steps)
-        width = _width(n_units, n_inputs)
-        need_z0 = need["z0"] and z0 is not None
-        need_products = need["A"] or need["W"] or need["C"] or need["h"]
+        (n_outputs, n_units), n_inputs = B.shape, C.shape[1]
+        n_steps, batch = S.shape[0] - 1, S.shape[1]
+        rows, last = n_steps * batch, n_steps - 1
+        layout = _Layout(n_units, n_nonlinear, n_inputs)
+        start, fold = layout.start, layout.fold
+        # H[t] = [∂L/∂ψ_t (P), ∂L/∂z_t (M)] and, folded, ∂L/∂y_{t-1} (O): then the product of
+        # H[t]'s last M + O columns with R is H[t-1]'s first P + M, the readout's gradient riding
+        # along. ∂L/∂z_t is final (g_t) once φ'(z_t) ⊙ ∂L/∂ψ_t is added.
+        P, M, O = n_nonlinear, n_units, (n_outputs if fold else 0)
         with torch.no_grad():
-            Z = latents.transpose(0, 1)  # (time, batch, M), contiguous
-            new = Z.new_zeros
-            # g W_back = A ⊙ g + g W on the linear units; on the nonlinear ones only g W (Φ*' multiplies it).
-            A_folded = A.clone()
-            A_folded[start:] = 0
-            W_back = W + torch.diag(A_folded)
-            A_nonlinear = A[start:]
-            grad_outputs_by_time = None
-            if grad_outputs is not None:
-                grad_outputs_by_time = grad_outputs.transpose(0, 1).contiguous()
-            grad_latents_by_time = None if grad_latents is None else grad_latents.transpose(0, 1)
-            inputs_by_time = inputs.transpose(0, 1)
-            z0_or_zero = new(batch, n_units) if z0 is None else z0
-
-            G = Z.new_empty(chunk, batch, n_units)  # G[i] = dL/dz_t for t = chunk start + i
-            S = Z.new_zeros(chunk, batch, width)  # as in forward
-            S[:, :, n_units + n_inputs] = 1
-            G_steps, G_nonlinear_steps = G.unbind(0), G[:, :, start:].unbind(0)
-            carry = new(batch, n_units)  # dL/dz_{first-1} from the terms of the chunk that starts at `first`
-            carry_nonlinear = carry[:, start:]
-            buffer = Z.new_empty(batch, n_units)
-            buffer_nonlinear = buffer[:, start:]
-            grad_z0 = new(batch, n_units) if need_z0 else None
-            products = new(width, n_units) if need_products else None  # Sᵀ G = [dW, dC, dh, 0]ᵀ
-            grad_A_nonlinear = new(n_nonlinear)
-            grad_B = new(n_outputs, n_units) if grad_outputs is not None and need["B"] else None
-            grad_inputs_by_time = Z.new_empty(n_steps, batch, n_inputs) if need["inputs"] else None
-            grad_noise_by_time = Z.new_empty(n_steps, batch, n_units) if need["noise"] else None
-            slope_t = torch.tensor(slope, dtype=Z.dtype, device=Z.device)
-            one = torch.ones((), dtype=Z.dtype, device=Z.device)
-
-            for end in range(n_steps, 0, -chunk):
-                first = max(0, end - chunk)
-                rows = (end - first) * batch
-                G_chunk = G[: end - first]
-                # The gradient arriving at z_t from outside the recurrence.
-                if grad_outputs_by_time is not None:
-                    torch.mm(grad_outputs_by_time[first:end].view(rows, n_outputs), B, out=G_chunk.view(rows, n_units))
+            R = _back_matrix(A, W, B, layout)
+            columns = {"in": slice(P, P + M + O), "out": slice(0, R.shape[1])}
+            if P:
+                columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
+            buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, P + M + O), S, columns)
+            H = buffer.tensor[:n_steps]
+            in_blocks, out_blocks = buffer.views["in"], buffer.views["out"]
+            G = H.view(rows, -1)[:, P : P + M]  # g_t, each block final once the loop has passed it
+            grad_y = None if grad_outputs is None else grad_outputs.transpose(0, 1).contiguous()  # time-major
+            accumulate = grad_latents is not None or not fold
+            if fold:
+                H[0, :, P + M :] = 0
+                if grad_y is None:
+                    H[:, :, P + M :] = 0
+                    H[last, :, P:] = 0
                 else:
-                    G_chunk.zero_()
-                if grad_latents_by_time is not None:
-                    G_chunk += grad_latents_by_time[first:end]
-                if end < n_steps:
-                    G_chunk[-1] += carry
-                # z_{t-1} for the steps of this chunk, into the Φ* columns of S.
-                previous = S[: end - first, :, :n_units]
-                if first > 0:
-                    previous.copy_(Z[first - 1 : end - 1])
+                    H[1:, :, P + M :] = grad_y[:last]
+                    torch.mm(grad_y[last], B, out=H[last, :, P : P + M])
+                H[last, :, :P] = 0
+                if grad_latents is not None:  # the products add onto ∂L/∂z_t from the latents
+                    H[:last, :, P : P + M] = grad_latents[:, :last].transpose(0, 1)
+                    H[:last, :, :P] = 0
+                    H[last, :, P : P + M] += grad_latents[:, last]
+            else:
+                H[:, :, :P] = 0
+                if grad_y is None:
+                    G.zero_()
                 else:
-                    previous[0] = z0_or_zero
-                    previous[1:] = Z[: end - 1]
-                previous_nonlinear = previous[:, :, start:]
-                if n_nonlinear:
-                    # Φ*'(z_{t-1}) on the nonlinear units; φ'(0) = slope, as the where() in ALRNN.phi.
-                    dphi = torch.where(previous_nonlinear <= 0, slope_t, one).unbind(0)
-                for t in range(end - 1, max(first, 0 if need_z0 else 1) - 1, -1):
-                    i = t - first
-                    g = G_steps[i]
-                    if i > 0:  # accumulate into dL/dz_{t-1}
-                        if n_nonlinear == 0:
-                            G_steps[i - 1].addmm_(g, W_back)
-                        elif start == 0:  # P = M: no linear units
-                            torch.mm(g, W_back, out=buffer)
-                            G_steps[i - 1].addcmul_(buffer, dphi[i])
-                            G_steps[i - 1].addcmul_(A_nonlinear, g)
-                        else:
-                            torch.mm(g, W_back, out=buffer)
-                            buffer_nonlinear.mul_(dphi[i])
-                            G_steps[i - 1].add_(buffer)
-                            G_nonlinear_steps[i - 1].addcmul_(A_nonlinear, G_nonlinear_steps[i])
-                    else:  # z_{t-1} lies in the previous chunk (or is z0)
-                        target = carry if t > 0 else grad_z0
-                        torch.mm(g, W_back, out=target)
-                        if n_nonlinear:
-                            target_nonlinear = carry_nonlinear if t > 0 else grad_z0[:, start:]
-                            target_nonlinear.mul_(dphi[i])
-                            target_nonlinear.addcmul_(A_nonlinear, G_nonlinear_steps[i])
-                # Weight gradients of this chunk: Gᵀ [Φ*(z_{t-1}), s_t, 1], and dA on the nonlinear units.
-                if need_products:
-                    if n_nonlinear:
-                        grad_A_nonlinear += (G_chunk[:, :, start:] * previous_nonlinear).sum((0, 1))
-                        _leaky_relu_(previous_nonlinear, slope)
-                    S[: end - first, :, n_units : n_units + n_inputs] = inputs_by_time[first:end]
-                    products.addmm_(S[: end - first].view(rows, width).t(), G_chunk.view(rows, n_units))
-                if grad_B is not None:
-                    chunk_outputs = grad_outputs_by_time[first:end].view(rows, n_outputs)
-                    grad_B.addmm_(chunk_outputs.t(), Z[first:end].view(rows, n_units))
-                if grad_inputs_by_time is not None:
-                    torch.mm(G_chunk.view(rows, n_units), C, out=grad_inputs_by_time[first:end].view(rows, n_inputs))
-                if grad_noise_by_time is not None:
-                    torch.mul(G_chunk, ctx.noise_scale, out=grad_noise_by_time[first:end])
+                    torch.mm(grad_y.view(rows, n_outputs), B, out=G)
+                if grad_latents is not None:
+                    G += grad_latents.transpose(0, 1).reshape(rows, M)
+            if P:
+                nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
+                A_nonlinear = A[start:]
+                # φ'(z_t) from ψ_t = φ(z_t) in S[t + 1]: 1 where ψ > 0, else the slope.
+                masks, _ = _buffer("mask", (), (n_steps + 1, batch, P), S, {"all": slice(None)})
+                mask = masks.tensor[: n_steps + 1]
+                if slope == 0.0:
+                    torch.sign(S[:, :, layout.psi : layout.z], out=mask)
+                else:
+                    mask.copy_(S[:, :, layout.psi : layout.z] > 0).mul_(1.0 - slope).add_(slope)
+                mask_blocks = masks.views["all"]
+            for t in range(last, 0, -1):
+                if P and t < last:
+                    nonlinear_blocks[t].addcmul_(psi_blocks[t], mask_blocks[t + 1])
+                if accumulate:
+                    out_blocks[t - 1].addmm_(in_blocks[t], R)
+                else:
+                    torch.mm(in_blocks[t], R, out=out_blocks[t - 1])
+                if P and not fold:
+                    nonlinear_blocks[t - 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
+            if P and last > 0:
+                nonlinear_blocks[0].addcmul_(psi_blocks[0], mask_blocks[1])
 
-            grad_A = grad_W = grad_h = grad_C = grad_b = None
-            if need_products:
-                grad_W = products[:n_units].t().contiguous()
-                grad_C = products[n_units : n_units + n_inputs].t().contiguous()
-                grad_h = products[n_units + n_inputs].clone()
-                grad_A = torch.diagonal(grad_W).clone()
-                grad_A[start:] = grad_A_nonlinear
-            if grad_outputs_by_time is not None and need["b"]:
-                grad_b = grad_outputs_by_time.sum((0, 1))
-            grad_inputs = None if grad_inputs_by_time is None else grad_inputs_by_time.transpose(0, 1)
-            grad_noise = None if grad_noise_by_time is None else grad_noise_by_time.transpose(0, 1)
+            grad_z0 = None
+            if need["z0"] and z0 is not None:
+                # One more step of the loop, into a fresh [∂L/∂ψ, ∂L/∂z] of z0 (H[0]'s ∂L/∂y_{-1} is 0).
+                before = S.new_zeros(batch, P + M)
+                before.narrow(1, 0, R.shape[1]).addmm_(in_blocks[0], R)
+                if P:
+                    if not fold:
+                        before[:, P + start :].addcmul_(nonlinear_blocks[0], A_nonlinear)
+                    before[:, P + start :].addcmul_(before[:, :P], mask_blocks[0])
+                grad_z0 = before[:, P:]
+
+            grad_A = grad_W = grad_h = grad_C = grad_B = grad_b = None
+            # Folded, the product below also takes Σ_t ∂L/∂y_{t-1}ᵀ S_t, the readout's gradient but for
+            # the last step, from the ∂L/∂y columns of H (cheaper than a pass over the latents of its own).
+            readout_along = fold and grad_y is not None and (need["B"] or need["b"])
+            if need["A"] or need["W"] or need["C"] or need["h"] or readout_along:
+                # Σ_t g_tᵀ S_t = ∂L/∂Vᵀ over the columns of S_t in the product (all but the padding).
+                # Unfolded, A_nl's gradient is the diagonal of the columns left out: an element-wise product.
+                first = layout.inputs
+                G_rows = H.view(rows, -1)[:, P : P + M + (O if readout_along else 0)]
+                products = torch.mm(G_rows.t(), S[:n_steps].view(rows, -1)[:, first : layout.rows])
+                grad_W = products.new_empty(M, M)
+                grad_W.narrow(1, 0, start).copy_(products[:M, layout.z - first : layout.nonlinear - first])
+                grad_W.narrow(1, start, P).copy_(products[:M, layout.psi - first : layout.z - first])
+                grad_A = products[:M, layout.z - first :].diagonal()
+                if P and not fold:
+                    z_nonlinear, g_nonlinear = S[:n_steps, :, layout.nonlinear :], H[:, :, P + start : P + M]
+                    grad_A = torch.cat([grad_A, torch.linalg.vecdot(z_nonlinear, g_nonlinear, dim=1).sum(0)])
+                grad_C = products[:M, : layout.n_inputs]  # views: autograd copies them into .grad
+                grad_h = products[:M, layout.n_inputs]
+            if readout_along:
+                readout = products[M:]
+                grad_B = torch.addmm(readout[:, layout.z - first :], grad_y[last].t(), S[n_steps, :, layout.z :])
+                grad_b = readout[:, layout.n_inputs] + grad_y[last].sum(0)
+            elif grad_y is not None:
+                if need["B"]:
+                    grad_B = torch.mm(grad_y.view(rows, n_outputs).t(), S[1:].view(rows, -1)[:, layout.z :])
+                if need["b"]:
+                    grad_b = grad_y.sum((0, 1))
+            grad_inputs = grad_noise = None
+            if need["inputs"]:
+                grad_inputs = torch.mm(G, C).view(n_steps, batch, n_inputs).transpose(0, 1)
+            if need["noise"]:
+                grad_noise = (G * ctx.noise_scale).view(n_steps, batch, n_units).transpose(0, 1)
         return grad_inputs, grad_z0, grad_noise, grad_A, grad_W, grad_h, grad_C, grad_B, grad_b, None, None, None

@@ -112,8 +112,8 @@ def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: 
     ``weight`` is zero on padded steps, and the sum is divided by the number of
     weighted steps, so the scale of the loss does not depend on padding.
     """
-    per_step = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    weight = weight.flatten()
+    # (trial, output, time) layout: log-softmax over a short last axis is a slow kernel path.
+    per_step = nn.functional.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
 
 
@@ -316,8 +316,11 @@ class Trainer:
         self.env = make_task(config)
         torch.manual_seed(config.seed)
         self.model = make_model(config, self.env)
-        optimizer_class = torch.optim.RAdam if config.optimizer == "radam" else torch.optim.Adam
-        self.optimizer = optimizer_class(self.model.parameters(), lr=config.lr)
+        # Fused Adam (and foreach RAdam) do the update in a few kernels instead of a loop over tensors.
+        if config.optimizer == "radam":
+            self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=config.lr, foreach=True)
+        else:
+            self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)
         self.step = 0
         self.elapsed = 0.0
         self.metrics: list[dict[str, Any]] = []
@@ -449,7 +452,7 @@ class Trainer:
                     self.stopped_early = True
             self.metrics.append(row)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}")
+            bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}", refresh=False)
             if self.step % config.checkpoint_every == 0:
                 self.save()
             if interrupt.requested:
@@ -467,7 +470,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
         if not torch.isfinite(grad_norm):
             self._diverged(f"gradient norm is {grad_norm.item()}")
         for group in self.optimizer.param_groups:

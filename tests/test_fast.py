@@ -1,7 +1,12 @@
-"""The fast AL-RNN path against ALRNN.forward: outputs, latents, noise draws, gradients and an Adam step."""
+"""The fast AL-RNN path against ALRNN.forward: outputs, latents, noise draws, gradients and an Adam step.
+
+Both ways of taking A ⊙ z on the nonlinear units (inside the step's product, or element-wise) are
+tested through the ``product`` fixture; buffers kept between calls are tested for aliasing.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 
 import pytest
@@ -29,10 +34,10 @@ def random(*shape, seed: int, dtype=torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-@pytest.fixture(params=[1024, 8], ids=["one-chunk", "chunks-of-2-steps"])
-def chunk_rows(request, monkeypatch):
-    """Run with the default chunking and with 2-step chunks (batch 4), which leaves a remainder chunk."""
-    monkeypatch.setattr(fast, "CHUNK_ROWS", request.param)
+@pytest.fixture(params=["folded", "separate"])
+def product(request, monkeypatch):
+    """A_nl ⊙ z_nl inside the step's product for every P ("folded"), or element-wise for every P > 0."""
+    monkeypatch.setattr(fast, "FOLD_RATIO", 1 if request.param == "folded" else 10**9)
     return request.param
 
 
@@ -40,7 +45,7 @@ def chunk_rows(request, monkeypatch):
 @pytest.mark.parametrize("with_z0", [False, True])
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_forward_matches_plain(n_nonlinear, slope, with_z0, dtype, chunk_rows):
+def test_forward_matches_plain(n_nonlinear, slope, with_z0, dtype, product):
     model = make_model(n_nonlinear, slope, dtype).eval()
     inputs = random(4, 9, N_INPUTS, seed=1, dtype=dtype)
     z0 = random(4, N_UNITS, seed=2, dtype=dtype) if with_z0 else None
@@ -53,7 +58,7 @@ def test_forward_matches_plain(n_nonlinear, slope, with_z0, dtype, chunk_rows):
 
 
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_training_noise_is_the_same_draw_as_plain_forward(n_nonlinear):
+def test_training_noise_is_the_same_draw_as_plain_forward(n_nonlinear, product):
     model = make_model(n_nonlinear, 0.0, torch.float32, noise_std=0.2).train()
     inputs = random(5, 7, N_INPUTS, seed=3, dtype=torch.float32)
     torch.manual_seed(11)
@@ -70,7 +75,7 @@ def test_training_noise_is_the_same_draw_as_plain_forward(n_nonlinear):
 
 
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_explicit_noise_matches_the_plain_draw(n_nonlinear):
+def test_explicit_noise_matches_the_plain_draw(n_nonlinear, product):
     model = make_model(n_nonlinear, 0.3, noise_std=0.5).train()
     inputs = random(4, 6, N_INPUTS, seed=4)
     torch.manual_seed(5)
@@ -96,7 +101,7 @@ def _weighted_loss(outputs, latents, loss_on: str, seed: int) -> torch.Tensor:
 @pytest.mark.parametrize("loss_on", ["both", "outputs", "latents"])
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_gradients_match_plain_autograd(n_nonlinear, slope, loss_on, chunk_rows):
+def test_gradients_match_plain_autograd(n_nonlinear, slope, loss_on, product):
     model = make_model(n_nonlinear, slope, noise_std=0.3).train()
     inputs = random(4, 7, N_INPUTS, seed=6).requires_grad_()
     z0 = random(4, N_UNITS, seed=7).requires_grad_()
@@ -120,7 +125,7 @@ def test_gradients_match_plain_autograd(n_nonlinear, slope, loss_on, chunk_rows)
 
 
 @pytest.mark.parametrize("slope", SLOPES)
-def test_gradient_at_a_zero_state_uses_the_slope(slope):
+def test_gradient_at_a_zero_state_uses_the_slope(slope, product):
     """At z = 0 a nonlinear unit takes the z <= 0 branch of ALRNN.phi, derivative = slope."""
     model = make_model(3, slope)
     inputs = random(2, 3, N_INPUTS, seed=10)
@@ -137,7 +142,7 @@ def test_gradient_at_a_zero_state_uses_the_slope(slope):
 
 @pytest.mark.parametrize("noise_scale", [1.0, 0.5])
 @pytest.mark.parametrize(("n_nonlinear", "slope"), [(0, 0.0), (2, 0.0), (2, 0.3), (5, 0.0), (5, 0.3)])
-def test_gradcheck_of_the_autograd_function(n_nonlinear, slope, noise_scale, chunk_rows):
+def test_gradcheck_of_the_autograd_function(n_nonlinear, slope, noise_scale, product):
     n_units, n_inputs, n_outputs, batch, n_steps = 5, 2, 2, 4, 5
     # States well away from 0 (|z| >> gradcheck's eps), so no finite difference crosses a kink.
     generator = torch.Generator().manual_seed(12)
@@ -161,7 +166,7 @@ def test_gradcheck_of_the_autograd_function(n_nonlinear, slope, noise_scale, chu
 
 
 @pytest.mark.parametrize(("n_nonlinear", "slope"), [(0, 0.0), (3, 0.0), (3, 0.3), (N_UNITS, 0.0)])
-def test_adam_steps_match_plain(n_nonlinear, slope):
+def test_adam_steps_match_plain(n_nonlinear, slope, product):
     plain = make_model(n_nonlinear, slope, noise_std=0.1).train()
     quick, initial = copy.deepcopy(plain), copy.deepcopy(plain)
     forwards = {"plain": plain, "fast": lambda inputs: alrnn_forward_fast(quick, inputs)}
@@ -193,6 +198,82 @@ def test_no_grad_inference_and_single_step():
     assert not outputs.requires_grad
     torch.testing.assert_close(outputs, expected_outputs)
     torch.testing.assert_close(latents, expected_latents)
+
+
+def _gradients(model, inputs, z0, fast_path: bool, seed: int):
+    """Gradients of a weighted loss on outputs and latents w.r.t. the inputs, z0 and every parameter."""
+    leaves = [inputs, z0, *model.parameters()]
+    outputs, latents = alrnn_forward_fast(model, inputs, z0) if fast_path else model(inputs, z0)
+    return torch.autograd.grad(_weighted_loss(outputs, latents, "both", seed), leaves)
+
+
+@pytest.mark.parametrize("n_nonlinear", [3, N_UNITS])
+def test_latents_kept_from_an_earlier_call_are_never_overwritten(n_nonlinear, product):
+    """A buffer is reused only once nothing holds it: kept latents (or their views) stay as they were."""
+    model = make_model(n_nonlinear, 0.0).eval()
+    first_inputs, second_inputs = random(4, 9, N_INPUTS, seed=20), random(4, 9, N_INPUTS, seed=21)
+    outputs, latents = alrnn_forward_fast(model, first_inputs)
+    kept_view = latents[:, 2:5].detach()
+    expected = latents.clone()
+    for _ in range(3):
+        alrnn_forward_fast(model, second_inputs)
+    torch.testing.assert_close(latents, expected, rtol=0, atol=0)
+    torch.testing.assert_close(kept_view, expected[:, 2:5], rtol=0, atol=0)
+    torch.testing.assert_close(outputs, model(first_inputs)[0], rtol=1e-10, atol=1e-10)
+
+
+def test_two_graphs_alive_at_once_get_their_own_gradients(product):
+    """Two forward passes before one backward pass: each keeps its own buffers."""
+    model = make_model(3, 0.3, noise_std=0.0).train()
+    inputs = [random(4, 7, N_INPUTS, seed=22), random(4, 5, N_INPUTS, seed=23)]
+
+    def loss(forward):
+        return sum(_weighted_loss(*forward(x), "both", seed=24 + i) for i, x in enumerate(inputs))
+
+    expected = torch.autograd.grad(loss(model), list(model.parameters()))
+    got = torch.autograd.grad(loss(lambda x: alrnn_forward_fast(model, x)), list(model.parameters()))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_buffers_are_reused_across_steps_of_changing_length_and_batch(product):
+    """Kept buffers serve shorter calls, grow for longer ones, and never mix up batches or lengths."""
+    model = make_model(3, 0.0).train()
+    for index, (batch, n_steps) in enumerate([(4, 9), (4, 4), (4, 12), (3, 12), (4, 1), (4, 6)]):
+        inputs = random(batch, n_steps, N_INPUTS, seed=30 + index).requires_grad_()
+        z0 = random(batch, N_UNITS, seed=40 + index).requires_grad_()
+        got = _gradients(model, inputs, z0, fast_path=True, seed=50 + index)
+        expected = _gradients(model, inputs, z0, fast_path=False, seed=50 + index)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(fast._storage_use_count is None, reason="this torch has no storage use count: no reuse")
+def test_an_idle_buffer_is_reused():
+    """The optimisation itself: a training step's buffer serves the next step (no fresh allocation)."""
+    model = make_model(3, 0.0).train()
+    inputs = random(4, 9, N_INPUTS, seed=60)
+    pointers = []
+    for _ in range(2):
+        outputs, latents = alrnn_forward_fast(model, inputs)
+        pointers.append(latents.untyped_storage().data_ptr())
+        outputs.sum().backward()
+        del outputs, latents
+    assert pointers[0] == pointers[1]
+
+
+def test_threads_use_their_own_buffers():
+    model = make_model(3, 0.3).eval()
+    inputs = [random(4, 5 + i % 3, N_INPUTS, seed=70 + i) for i in range(12)]
+    expected = [model(x)[1] for x in inputs]
+
+    def run(x):
+        return alrnn_forward_fast(model, x)[1].clone()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        got = list(pool.map(run, inputs))
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize(
