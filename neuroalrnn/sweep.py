@@ -1093,6 +1093,8 @@ def plot_sweep(results: xr.Dataset | str | os.PathLike, out_dir: str | os.PathLi
       band over their seeds' range. One panel per task.
     - ``regimes_vs_P.png``: regimes used against P (log₂ axis), with the bound 2^P.
     - ``steps_to_criterion_vs_P.png``: when some run reached the criterion.
+    - ``<metric>_vs_P.png``: each extra metric of ``METRICS`` the sweep computed
+      (e.g. ``sharing_index_vs_P.png``), where it has finite values.
     - ``accuracy_vs_train_trials.png``: when the grid has ``train_trials``:
       accuracy against the training-set size, one line per P and per baseline.
 
@@ -1116,6 +1118,10 @@ def plot_sweep(results: xr.Dataset | str | os.PathLike, out_dir: str | os.PathLi
             label = f"steps to accuracy ≥ {results.attrs.get('criterion', '')}"
             written.append(_plot_against_p(results, "steps_to_criterion", label,
                                            out_dir / "steps_to_criterion_vs_P.png", title))
+        for metric in METRICS:
+            if metric in results and np.isfinite(results[metric].values.astype(float)).any():
+                written.append(_plot_against_p(results, metric, metric.replace("_", " "),
+                                               out_dir / f"{metric}_vs_P.png", title))
     if "train_trials" in results.dims:
         written.append(_plot_against_size(results, out_dir / "accuracy_vs_train_trials.png", title))
     return written

@@ -304,6 +304,14 @@ def test_plots_are_written(tiny_sweep, tmp_path):
     assert plot_sweep(results)[0].parent == out / "figures"
 
 
+def test_extra_metrics_get_a_figure_against_p(tiny_sweep, tmp_path):
+    _, _, results = tiny_sweep
+    with_metric = results.assign(sharing_index=results["accuracy"] * 0 + 0.5)
+    names = [path.name for path in plot_sweep(with_metric, out_dir=tmp_path)]
+    assert "sharing_index_vs_P.png" in names
+    assert "sharing_index_vs_P.png" not in [path.name for path in plot_sweep(results, out_dir=tmp_path / "x")]
+
+
 def test_train_trials_figure_from_a_results_dataset(tmp_path):
     experiment = parse_experiment(
         "[fixed]\nn_units = 8\n[grid]\ntask = ['a', 'b']\ntrain_trials = [32, 128]\nmodel = ['alrnn', 'gru']\n"
