@@ -22,16 +22,29 @@ Integer codes limit this module to P ≤ 62.
 * :func:`find_cycles` — k-cycles, by exhaustive enumeration of regime
   sequences or the SCYFI heuristic (Eisenmann et al., NeurIPS 2023).
 
-Timing (measured on the 2-core development machine, NumPy with OpenBLAS on 2
-threads, shared with other jobs): ``regime_dynamics`` with M = 256, P = 16,
-K = 4, 8 conditions and 100 regimes takes 4.4–5.5 s (three runs), of which
-``np.linalg.eigvals`` alone is 3.7–4.0 s (about 40 ms per 256 × 256 matrix;
-Python threads and one-thread BLAS were no faster); cost grows linearly with
-the number of regimes. The slow mode comes from inverse iteration at the
-leading eigenvalue (one LU and two triangular solves per regime, about 0.2 s
-for 100 regimes) rather than from ``np.linalg.eig``, which took 2.6 times as
-long as ``eigvals``; the operator norm from the largest eigenvalue of
-W_Ωᵀ W_Ω (about 0.5 s, half a batched SVD).
+Timing (2-core development machine shared with other jobs; M = 256, P = 16,
+K = 5, 10 input conditions). Per regime, one core spends about 13 ms on the
+eigenvalues (LAPACK dgeev; see :func:`_regime_eigenvalues` for the 17 % that
+ReLU units save), 2 ms on the slow mode (inverse iteration at the leading
+eigenvalue: one complex LU and two solves; ``np.linalg.eig`` took 2.6 times as
+long as ``eigvals``), 2 ms on the operator norm (the largest eigenvalue of
+W_Ωᵀ W_Ω alone, LAPACK dsyevr: about half the time of ``eigvalsh`` and a
+quarter of an SVD) and 1 ms on the fixed points and gains; cost grows
+linearly with the number of regimes. Blocks of regimes run on one Python
+thread per core. The eigenvalues come from ``torch.linalg.eigvals`` (the
+same LAPACK algorithm, Intel MKL, equal to NumPy's to ~1e-14): the matrices
+it gets differ in size from regime to regime, and ``np.linalg.eigvals``
+holds the GIL for a single matrix (it releases it only for a stack), so
+threads would run NumPy's one at a time. ``regime_dynamics`` for the 374
+regimes that the network of ``benchmarks/analysis_speed.py`` visits took
+3.8 s (7.3 s of CPU time) against 4.9 s (8.9 s) before, in the same process
+at a load of about 1.5. Measured and rejected: ARPACK
+(``scipy.sparse.linalg.eigs``) for the 6 largest eigenvalues took as long as
+the whole dense spectrum (15 vs 16 ms; trained spectra crowd near the unit
+circle) and, asked for the largest alone, returned the wrong member of a
+complex pair (error 4e-3); float32 dgeev is 1.8 times faster but good to
+~1e-6 only; two BLAS threads per call were slower than one whenever the
+other core was busy.
 """
 
 from __future__ import annotations
@@ -39,6 +52,7 @@ from __future__ import annotations
 import os
 
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 
 import numpy as np
 import xarray as xr
@@ -64,48 +78,127 @@ _CHUNK_FLOATS = 2**23  # about 64 MB of float64 per batch of stacked matrices
 
 
 def operator_norms(matrices: np.ndarray) -> np.ndarray:
-    """‖X‖₂ (largest singular value) of each matrix in a stack (n, M, M).
+    """‖X‖₂ (largest singular value) of each matrix in a stack (n, M, M), split over threads.
 
-    σ_max² is the largest eigenvalue of XᵀX: half the time of a batched SVD,
-    with the same accuracy for σ_max.
+    σ_max² is the largest eigenvalue of XᵀX, found alone by LAPACK dsyevr
+    (see :func:`_operator_norm`).
     """
-
-    def norms(stack: np.ndarray) -> np.ndarray:
-        gram = np.swapaxes(stack, -1, -2) @ stack
-        return np.sqrt(np.maximum(np.linalg.eigvalsh(gram)[..., -1], 0.0))
-
-    return _split_over_threads(norms, matrices)
+    return _split_over_threads(lambda stack: np.array([_operator_norm(matrix) for matrix in stack]), matrices)
 
 
 def eigenvalues_parallel(matrices: np.ndarray) -> np.ndarray:
-    """np.linalg.eigvals of a stack (n, M, M), split over threads (see :func:`_split_over_threads`)."""
-    return _split_over_threads(np.linalg.eigvals, matrices)
+    """Eigenvalues (unsorted) of each matrix in a stack (n, M, M), split over threads (see :func:`_eigenvalues`)."""
+    return _split_over_threads(_eigenvalues, matrices)
+
+
+def _eigenvalues(matrices: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a stack (n, M, M): LAPACK dgeev through torch (Intel MKL) on the same memory.
+
+    Same algorithm as ``np.linalg.eigvals`` (balancing, Hessenberg reduction,
+    Francis QR) and about the same speed on one core (16–17 ms at M = 256),
+    but torch releases the GIL for any call, while NumPy holds it for a single
+    matrix (and SciPy's ``lapack.dgeev`` always), so only torch lets threads
+    work on one matrix each at the same time. Results agree with
+    ``np.linalg.eigvals`` to rounding (about 1e-14 at M = 256). Like NumPy it
+    refuses NaN and inf, on which torch returns numbers.
+    """
+    import torch
+
+    matrices = np.ascontiguousarray(matrices, dtype=float)
+    _check_finite(matrices)
+    return torch.linalg.eigvals(torch.from_numpy(matrices)).numpy()
+
+
+def _regime_eigenvalues(params: ALRNNParams, bits: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """Eigenvalues (unsorted) of the W_Ω (n, M, M) of regimes with bits (n, P).
+
+    With ReLU units (α = 0) an off unit j has column A_j e_j in W_Ω. Listing
+    the off units last makes W_Ω block lower triangular, [[W_SS, 0], [·,
+    diag(A_off)]], so its eigenvalues are the A_j of the off units and those of
+    W_SS, W_Ω restricted to the linear and on units S. dgeev's balancing
+    isolates the same eigenvalues by itself, but LAPACK on W_SS was 17 % faster
+    (M = 256, P = 16, about 5 units on; eigenvalues equal to 2e-14).
+    """
+    if params.slope != 0:
+        return _eigenvalues(matrices)
+    _check_finite(matrices)
+    M, P = params.n_units, params.n_nonlinear
+    eigenvalues = np.empty(matrices.shape[:2], dtype=complex)
+    for i, (regime_bits, matrix) in enumerate(zip(bits, matrices, strict=True)):
+        kept = np.concatenate([np.ones(M - P, dtype=bool), regime_bits])
+        n_kept = int(kept.sum())
+        if n_kept:
+            eigenvalues[i, :n_kept] = _eigenvalues(matrix[np.ix_(kept, kept)][None])[0]
+        eigenvalues[i, n_kept:] = params.A[~kept]
+    return eigenvalues
+
+
+def _check_finite(matrices: np.ndarray) -> None:
+    if not np.isfinite(matrices).all():
+        raise np.linalg.LinAlgError("eigenvalues of a matrix with NaN or inf entries; are the parameters finite?")
 
 
 def _split_over_threads(function, stack: np.ndarray) -> np.ndarray:
-    """``function`` applied to chunks of ``stack`` (split along axis 0) on one thread per core.
-
-    LAPACK's dense eigensolvers gain little from threaded BLAS at these sizes
-    but release the GIL, so one chunk per core with one BLAS thread each runs
-    in parallel (measured on 2 cores: eigvals 40 → 22 ms per 256 × 256 matrix).
-    """
-    return np.concatenate(_map_over_threads(function, np.array_split(stack, _workers(len(stack), stack.shape[-1]))))
+    """``function`` applied to blocks of ``stack`` (split along axis 0), concatenated in order."""
+    if len(stack) == 0:
+        return function(stack)
+    blocks = _blocks(len(stack), stack.shape[-1])
+    return np.concatenate(_map_over_threads(lambda block: function(stack[block]), blocks))
 
 
 def _map_over_threads(function, items: list) -> list:
-    """[function(item) for item in items], on one thread per core with one BLAS thread each."""
+    """[function(item) for item in items], on one thread per core, each with one BLAS/LAPACK thread.
+
+    Dense LAPACK routines at M ≈ 256 gain little from threaded BLAS and lose
+    badly when the other core is busy (a 256 × 256 LU took 16 ms on two
+    OpenBLAS threads against 0.9 ms on one), so the library threads are
+    limited to one for the duration (OpenBLAS through threadpoolctl, torch's
+    MKL through ``torch.set_num_threads``; both restored afterwards) and one
+    Python thread per core runs the items, handed out one at a time so that a
+    core slowed by another job does less. Only calls that release the GIL run
+    in parallel: LU factorisations and solves, matrix products, and the
+    eigenvalues from :func:`_eigenvalues`.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
+    workers = min(len(items), _cores())
+    with _one_library_thread():
+        if workers <= 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(function, items))
+
+
+@contextmanager
+def _one_library_thread():
+    """OpenBLAS (threadpoolctl) and torch (MKL, OpenMP) on one thread each, restored on exit."""
+    import torch
     from threadpoolctl import threadpool_limits
 
-    if len(items) <= 1:
-        return [function(item) for item in items]
-    with threadpool_limits(1), ThreadPoolExecutor(min(len(items), os.cpu_count() or 1)) as pool:
-        return list(pool.map(function, items))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
-def _workers(n_items: int, size: int) -> int:
-    return 1 if size < 32 else max(1, min(n_items, os.cpu_count() or 1))
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _blocks(n_items: int, size: int) -> list[slice]:
+    """Consecutive slices of range(n_items) for :func:`_map_over_threads`.
+
+    Matrices smaller than 32 × 32 go in one block (threads cost more than they
+    save); larger ones in blocks of at most 4, enough for the threads to share
+    the work evenly.
+    """
+    if size < 32:
+        return [slice(0, n_items)]
+    step = max(1, min(4, -(-n_items // (4 * _cores()))))
+    return [slice(start, min(start + step, n_items)) for start in range(0, n_items, step)]
 
 
 def regime_dynamics(
@@ -172,24 +265,31 @@ def regime_dynamics(
 
     M, P, K, O = params.n_units, params.n_nonlinear, params.n_inputs, params.B.shape[0]
     bits = codes_to_bits(regimes, P)
-    matrices = params.regime_matrix(bits)  # (n, M, M)
-    n = len(regimes)
-
-    eigenvalues = _canonical_eigenvalues(eigenvalues_parallel(matrices))
-    spectral_radius = np.abs(eigenvalues[:, 0])
-    modes = _map_over_threads(lambda r: _slow_mode(matrices[r], eigenvalues[r, 0]), list(range(n)))
-    slow_mode = np.stack(modes) if n else np.empty((0, M))
-    operator_norm = operator_norms(matrices)
-
+    n, n_conditions = len(regimes), len(s)
     drive = s @ params.C.T + params.h  # (condition, M)
-    fixed_point = np.full((n, len(s), M), np.nan)
-    gain = np.full((n, O, K), np.nan)
     rhs = np.concatenate([drive.T, params.C], axis=1)  # (M, conditions + K)
-    solutions = _map_over_threads(lambda r: _solve_well_conditioned(np.eye(M) - matrices[r], rhs), list(range(n)))
-    for r, solution in enumerate(solutions):
-        if solution is not None:
-            fixed_point[r] = solution[:, : len(s)].T
-            gain[r] = params.B @ solution[:, len(s) :]
+    identity = np.eye(M)
+    matrices = np.empty((n, M, M))
+    eigenvalues = np.empty((n, M), dtype=complex)
+    slow_mode = np.empty((n, M))
+    operator_norm = np.empty(n)
+    fixed_point = np.full((n, n_conditions, M), np.nan)
+    gain = np.full((n, O, K), np.nan)
+
+    def analyse(block: slice) -> None:
+        # One block of regimes from start to end; it writes only its own rows.
+        matrices[block] = params.regime_matrix(bits[block])
+        eigenvalues[block] = _canonical_eigenvalues(_regime_eigenvalues(params, bits[block], matrices[block]))
+        for r in range(block.start, block.stop):
+            slow_mode[r] = _slow_mode(matrices[r], eigenvalues[r, 0])
+            operator_norm[r] = _operator_norm(matrices[r])
+            solution = _solve_well_conditioned(identity - matrices[r], rhs)
+            if solution is not None:
+                fixed_point[r] = solution[:, :n_conditions].T
+                gain[r] = params.B @ solution[:, n_conditions:]
+
+    _map_over_threads(analyse, _blocks(n, M))
+    spectral_radius = np.abs(eigenvalues[:, 0])
     fixed_bits = fixed_point[..., M - P :] > 0
     fixed_point_real = np.isfinite(fixed_point).all(axis=-1) & (fixed_bits == bits[:, None, :]).all(axis=-1)
     stable = spectral_radius < 1
@@ -205,7 +305,7 @@ def regime_dynamics(
             "slow_mode": (("regime", "unit"), slow_mode),
             "fixed_point": (("regime", "condition", "unit"), fixed_point),
             "fixed_point_real": (("regime", "condition"), fixed_point_real),
-            "fixed_point_stable": (("regime", "condition"), np.repeat(stable[:, None], len(s), axis=1)),
+            "fixed_point_stable": (("regime", "condition"), np.repeat(stable[:, None], n_conditions, axis=1)),
             "gain": (("regime", "output", "input"), gain),
             "operator_norm": ("regime", operator_norm),
         },
@@ -661,6 +761,19 @@ def _canonical_eigenvalues(eigenvalues: np.ndarray) -> np.ndarray:
     modulus = np.round(np.abs(eigenvalues), 12)
     order = np.lexsort((np.angle(eigenvalues), -modulus), axis=-1)
     return np.take_along_axis(eigenvalues, order, axis=-1)
+
+
+def _operator_norm(matrix: np.ndarray) -> float:
+    """‖X‖₂ = sqrt(λ_max(XᵀX)), the one eigenvalue found by LAPACK dsyevr (bisection).
+
+    Relative error ~1e-15, as from a full eigvalsh or SVD, in half the time of
+    eigvalsh and a third of that of an SVD without vectors at M = 256.
+    """
+    M = matrix.shape[0]
+    top, _, _, _, info = lapack.dsyevr(matrix.T @ matrix, compute_v=0, range="I", il=M, iu=M)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"LAPACK dsyevr failed (info={info}) on a {M} × {M} Gram matrix")
+    return float(np.sqrt(max(top[0], 0.0)))
 
 
 def _slow_mode(matrix: np.ndarray, eigenvalue: complex) -> np.ndarray:

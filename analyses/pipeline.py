@@ -33,12 +33,14 @@ condition used.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
 
 import numpy as np
 import xarray as xr
 
-from .core import ALRNNParams, regime_labels, validate_trials
-from .dynamics import find_cycles, regime_dynamics
+from .core import ALRNNParams, bits_to_codes, regime_labels, validate_trials
+from .dynamics import _one_library_thread, find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
 from .regimes import epoch_order, regime_epoch_table, regime_statistics
 
@@ -100,8 +102,27 @@ def analyze(
     too slow to run by default at large P); each candidate is confirmed by
     iterating ``step`` (z, s) -> next z (default: the NumPy map of ``params``;
     pass the model's own step to confirm with the model itself).
+
+    Linear algebra runs on one BLAS/LAPACK thread per core (threads restored
+    on return): the matrices are small, and threaded BLAS at M = 256 was up to
+    18 times slower than one thread when another job shared the cores. The
+    gating test runs on a thread of its own while the per-regime dynamics are
+    computed; the results do not depend on it.
     """
     validate_trials(trials, variables=("inputs", "latents", "regime", "mask"), coords=("epoch",))
+    with _one_library_thread():
+        return _analyze(trials, params, condition, max_regimes, cycle_periods, max_cycle_sequences, step)
+
+
+def _analyze(
+    trials: xr.Dataset,
+    params: ALRNNParams,
+    condition: str | None,
+    max_regimes: int,
+    cycle_periods: tuple[int, ...],
+    max_cycle_sequences: int,
+    step,
+) -> xr.Dataset:
     if condition == "auto":
         condition = default_condition(trials)
     elif condition is not None and condition not in trials.coords:
@@ -130,7 +151,12 @@ def analyze(
         top = order[:max_regimes]
         attrs["dynamics_coverage"] = float(stats["occupancy"].sel(regime=top).sum())
         inputs = typical_inputs(trials, condition)
-        dynamics = regime_dynamics(params, top, inputs.rename(input_condition="condition"))
+        with ThreadPoolExecutor(1) as background:
+            # Gating needs no per-regime dynamics, so it fills the gaps the dynamics leave on the cores.
+            gates = (background.submit(gating, params, trials, condition, epoch=evidence_epoch, horizon=horizon)
+                     if condition is not None else None)
+            dynamics = regime_dynamics(params, top, inputs.rename(input_condition="condition"))
+            gates = gates.result() if gates is not None else None
         dynamics = dynamics.rename({"condition": "input_condition"})
         result = result.merge(dynamics.drop_vars([v for v in ("bits",) if v in dynamics]), join="outer")
         result["typical_input"] = inputs
@@ -140,16 +166,16 @@ def analyze(
         if cycles is not None:
             result = result.merge(cycles)
 
+        known = _KnownRegimeMatrices.of(params, dynamics)
         eigenvalues = dynamics["eigenvalue_real"].values + 1j * dynamics["eigenvalue_imag"].values
-        integration = integration_modes(params, dynamics["regime"].values, horizon=horizon, eigenvalues=eigenvalues)
+        integration = integration_modes(known, dynamics["regime"].values, horizon=horizon, eigenvalues=eigenvalues)
         result["integration_effect"] = integration["effect"]
         result["integration_eigenvalue"] = integration["eigenvalue"]
         result["integrates"] = integration["integrates"]
-        amplification = transient_amplification(params, top, peak_regimes=8, dynamics=dynamics)
+        amplification = transient_amplification(known, top, peak_regimes=8, dynamics=dynamics)
         for name in ("peak_norm", "peak_step", "amplifies"):
             result[name] = amplification[name]
-        if condition is not None:
-            gates = gating(params, trials, condition, epoch=evidence_epoch, horizon=horizon)
+        if gates is not None:
             result["gating_gain"] = gates["gain"]
             result["gating_index"] = gates["index"]
             result["gated"] = gates["gated"]
@@ -160,6 +186,34 @@ def analyze(
     result = _restore_flags(result)
     result.attrs.update({**trials.attrs, **attrs})
     return result
+
+
+@dataclass(frozen=True)
+class _KnownRegimeMatrices(ALRNNParams):
+    """The same parameters, handing out the stack of W_Ω that :func:`regime_dynamics` already built.
+
+    ``integration_modes`` and ``transient_amplification`` rebuild W_Ω for all
+    the regimes they are given (0.2 GB at M = 256 for 374 regimes, 0.1–1 s
+    here each time). Asked for exactly the regimes of ``codes`` (sorted by
+    code, as both ask), :meth:`regime_matrix` returns that stack read-only;
+    any other request is built afresh.
+    """
+
+    codes: np.ndarray | None = None
+    matrices: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, params: ALRNNParams, dynamics: xr.Dataset) -> _KnownRegimeMatrices:
+        matrices = dynamics["W_regime"].transpose("regime", "unit", "unit_from").values.view()
+        matrices.flags.writeable = False
+        return cls(**{field.name: getattr(params, field.name) for field in fields(ALRNNParams)},
+                   codes=dynamics["regime"].values, matrices=matrices)
+
+    def regime_matrix(self, bits: np.ndarray) -> np.ndarray:
+        bits = np.asarray(bits)
+        if bits.shape == (len(self.codes), self.n_nonlinear) and np.array_equal(bits_to_codes(bits), self.codes):
+            return self.matrices
+        return super().regime_matrix(bits)
 
 
 _FLAGS = ("stable", "fixed_point_real", "fixed_point_stable", "integrates", "amplifies", "epoch_specific",

@@ -73,6 +73,57 @@ def test_analysis_dataset(trials_and_params, tmp_path):
         xr.testing.assert_allclose(loaded.load(), result)
 
 
+def test_primitives_in_the_pipeline_match_direct_calls(trials_and_params):
+    """The pipeline hands the primitives the W_Ω it already built; their answers are those of plain params."""
+    from neuroalrnn.analyses import integration_modes, transient_amplification
+
+    trials, params = trials_and_params
+    result = analyze(trials, params)
+    codes = result["regime"].values
+    by_code = result.sortby("regime")
+    eigenvalues = by_code["eigenvalue_real"].values + 1j * by_code["eigenvalue_imag"].values
+    integration = integration_modes(params, codes, horizon=result.attrs["horizon"], eigenvalues=eigenvalues)
+    amplification = transient_amplification(params, codes, peak_regimes=8)
+    assert result.sizes["regime"] <= 32  # all of them analysed (max_regimes=32)
+    for name, expected in (("integration_effect", integration["effect"]), ("integrates", integration["integrates"]),
+                           ("integration_eigenvalue", integration["eigenvalue"])):
+        np.testing.assert_array_equal(result[name].values, expected.sel(regime=codes).values, err_msg=name)
+    for name in ("peak_norm", "peak_step", "amplifies"):
+        np.testing.assert_allclose(result[name].values, amplification[name].sel(regime=codes).values, rtol=1e-12)
+
+
+def test_known_regime_matrices_are_served_only_when_asked_for_exactly():
+    from neuroalrnn.analyses.core import codes_to_bits
+    from neuroalrnn.analyses.dynamics import regime_dynamics
+    from neuroalrnn.analyses.pipeline import _KnownRegimeMatrices
+
+    rng = np.random.default_rng(0)
+    M, P = 6, 3
+    params = ALRNNParams(A=rng.uniform(0, 0.5, M), W=rng.normal(0, 0.5, (M, M)), h=np.zeros(M),
+                         C=rng.normal(size=(M, 2)), B=rng.normal(size=(1, M)), b=np.zeros(1), n_nonlinear=P)
+    inputs = xr.DataArray(np.zeros((1, 2)), dims=("condition", "input"))
+    dynamics = regime_dynamics(params, [6, 1, 3], inputs)
+    known = _KnownRegimeMatrices.of(params, dynamics)
+    served = known.regime_matrix(codes_to_bits([1, 3, 6], P))
+    assert served is known.matrices and not served.flags.writeable
+    np.testing.assert_array_equal(served, params.regime_matrix(codes_to_bits([1, 3, 6], P)))
+    for other in ([1, 3], [1, 6, 3], [0, 1, 3]):  # anything else is built afresh
+        rebuilt = known.regime_matrix(codes_to_bits(other, P))
+        assert rebuilt.flags.writeable
+        np.testing.assert_array_equal(rebuilt, params.regime_matrix(codes_to_bits(other, P)))
+
+
+def test_analyze_restores_library_threads(trials_and_params):
+    from threadpoolctl import threadpool_info
+
+    trials, params = trials_and_params
+    torch.set_num_threads(2)  # the autouse fixture restores its own setting afterwards
+    before = [(library["filepath"], library["num_threads"]) for library in threadpool_info()]
+    analyze(trials, params, max_regimes=2)
+    assert torch.get_num_threads() == 2
+    assert [(library["filepath"], library["num_threads"]) for library in threadpool_info()] == before
+
+
 def test_analyze_without_condition_and_bad_condition(trials_and_params):
     trials, params = trials_and_params
     plain = analyze(trials, params, condition=None)

@@ -148,6 +148,70 @@ def test_eigenvalues_match_as_multisets_and_are_canonically_sorted(n_units, n_no
             np.linalg.norm(hand_regime_matrix(params, int(code)), 2), rel=1e-12)
 
 
+@pytest.mark.parametrize(("n_units", "n_nonlinear", "slope"), [(48, 4, 0.0), (40, 3, 0.3), (128, 2, 0.0)])
+def test_threaded_blocks_match_dense_answers_regime_by_regime(n_units, n_nonlinear, slope):
+    """From M = 32 on, regimes are analysed in blocks on worker threads, eigenvalues through torch's LAPACK;
+    every regime still matches NumPy/SciPy run here on one matrix at a time."""
+    params = random_params(n_units, n_nonlinear, seed=6, slope=slope)
+    inputs = conditions(params, 3)
+    codes = list(range(2**n_nonlinear))[::-1]
+    ds = regime_dynamics(params, codes, inputs)
+    assert ds["regime"].values.tolist() == sorted(codes)
+    for code in codes:
+        matrix = hand_regime_matrix(params, code)
+        np.testing.assert_array_equal(ds["W_regime"].sel(regime=code).values, matrix)
+        ours = ds["eigenvalue_real"].sel(regime=code).values + 1j * ds["eigenvalue_imag"].sel(regime=code).values
+        values, vectors = np.linalg.eig(matrix)
+        distance = np.abs(ours[:, None] - values[None, :])
+        rows, columns = linear_sum_assignment(distance)
+        assert distance[rows, columns].max() < 1e-10
+        assert np.all(np.diff(np.abs(ours)) <= 1e-12)
+        assert ds["spectral_radius"].sel(regime=code) == pytest.approx(np.abs(values).max(), rel=1e-12)
+        assert ds["operator_norm"].sel(regime=code) == pytest.approx(np.linalg.norm(matrix, 2), rel=1e-12)
+        leading = vectors[:, np.argmax(np.abs(values))]
+        v = ds["slow_mode"].sel(regime=code).values
+        basis = np.stack([leading.real, leading.imag], axis=1)
+        np.testing.assert_allclose(basis @ np.linalg.lstsq(basis, v, rcond=None)[0], v, atol=1e-9)
+        I_minus_W = np.eye(n_units) - matrix
+        for condition, s in zip(inputs["condition"].values, inputs.values, strict=True):
+            expected = scipy.linalg.solve(I_minus_W, params.C @ s + params.h)
+            np.testing.assert_allclose(ds["fixed_point"].sel(regime=code, condition=condition).values, expected,
+                                       rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ds["gain"].sel(regime=code).values,
+                                   params.B @ scipy.linalg.solve(I_minus_W, params.C), rtol=1e-10, atol=1e-12)
+
+
+def test_library_threads_are_restored_after_the_parallel_section():
+    from threadpoolctl import threadpool_info
+
+    params = random_params(40, 3, seed=0)
+    torch.set_num_threads(2)  # the autouse fixture restores its own setting afterwards
+    before = [(library["filepath"], library["num_threads"]) for library in threadpool_info()]
+    regime_dynamics(params, range(8), conditions(params))
+    assert torch.get_num_threads() == 2
+    assert [(library["filepath"], library["num_threads"]) for library in threadpool_info()] == before
+
+
+def test_operator_norms_and_eigenvalues_of_stacks_match_numpy():
+    from neuroalrnn.analyses.dynamics import eigenvalues_parallel, operator_norms
+
+    rng = np.random.default_rng(7)
+    for shape in ((9, 40, 40), (5, 3, 3), (0, 40, 40)):
+        stack = rng.normal(size=shape)
+        np.testing.assert_allclose(operator_norms(stack), np.linalg.norm(stack, 2, axis=(1, 2)), rtol=1e-12)
+        theirs = np.linalg.eigvals(stack)
+        ours = eigenvalues_parallel(stack)
+        assert ours.shape == theirs.shape
+        for a, b in zip(ours, theirs, strict=True):
+            distance = np.abs(a[:, None] - b[None, :])
+            rows, columns = linear_sum_assignment(distance)
+            assert distance[rows, columns].max() < 1e-10
+    broken = rng.normal(size=(3, 40, 40))
+    broken[1, 2, 3] = np.nan  # torch's LAPACK would return numbers for it; refused, as NumPy does
+    with pytest.raises(np.linalg.LinAlgError, match="NaN or inf"):
+        eigenvalues_parallel(broken)
+
+
 def test_eigenvalue_ties_are_ordered_by_angle():
     # Block-diagonal linear network: 0.9, then six eigenvalues of modulus 0.5.
     blocks = [np.array([[0.9]]), np.array([[0.0, -0.5], [0.5, 0.0]]), np.array([[0.3, -0.4], [0.4, 0.3]]),
