@@ -42,7 +42,7 @@ import xarray as xr
 from .core import ALRNNParams, bits_to_codes, regime_labels, validate_trials
 from .dynamics import _one_library_thread, find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
-from .regimes import epoch_order, regime_epoch_table, regime_statistics
+from .regimes import MAX_TRANSITION_REGIMES, epoch_order, regime_epoch_table, regime_statistics
 
 __all__ = ["analyze", "default_condition", "typical_inputs"]
 
@@ -84,7 +84,7 @@ def analyze(
     params: ALRNNParams,
     *,
     condition: str | None = "auto",
-    max_regimes: int = 32,
+    max_regimes: int | None = 32,
     cycle_periods: tuple[int, ...] = (2,),
     max_cycle_sequences: int = 4096,
     step=None,
@@ -93,8 +93,11 @@ def analyze(
 
     ``condition="auto"`` splits by ``context`` when the trials have it;
     ``None`` disables the split. Dynamics are computed for the ``max_regimes``
-    most occupied regimes (the fraction of steps they cover is the attribute
-    ``dynamics_coverage``).
+    most occupied regimes (``None``: every visited regime; the fraction of
+    steps they cover is the attribute ``dynamics_coverage``). Transition
+    counts and probabilities are left out above ``MAX_TRANSITION_REGIMES``
+    visited regimes. With several tasks, the regime × epoch table gains a task
+    ``"all tasks"``: every task's steps counted under their canonical epochs.
 
     k-cycles for each k in ``cycle_periods`` are searched exhaustively under
     each input condition when the (2^P)^k regime sequences number at most
@@ -127,11 +130,16 @@ def _analyze(
         condition = default_condition(trials)
     elif condition is not None and condition not in trials.coords:
         raise ValueError(f"no trial condition {condition!r}; conditions: {_conditions(trials)}")
-    stats = regime_statistics(trials)
+    labels = regime_labels(trials).values[trials["mask"].values.astype(bool)]
+    # Beyond MAX_TRANSITION_REGIMES visited regimes (e.g. P = M = 64) a dense transition matrix is too big.
+    stats = regime_statistics(trials, transitions=np.unique(labels).size <= MAX_TRANSITION_REGIMES)
     order = stats["regime"].values
     result = stats.rename({"count": "regime_count"})
 
     table = regime_epoch_table(trials)
+    pooled = _pooled_canonical_table(trials)
+    if pooled is not None:
+        table = xr.concat([table, pooled], dim="task", join="outer", data_vars="all")
     result = result.merge(_renamed_table(table, ""), join="outer")
     if condition is not None:
         by_condition = regime_epoch_table(trials, condition=condition).rename({condition: "value"})
@@ -254,6 +262,25 @@ def _cycles(params: ALRNNParams, inputs: xr.DataArray, periods, max_sequences: i
     if not pieces:
         return None, skipped
     return xr.concat(pieces, dim="cycle"), skipped
+
+
+POOLED_TASK = "all tasks"
+
+
+def _pooled_canonical_table(trials: xr.Dataset) -> xr.Dataset | None:
+    """For several tasks: the regime × canonical-epoch table of all tasks together, as task ``POOLED_TASK``.
+
+    Tasks name their epochs differently (``sample``, ``stim1`` ...); pooled over
+    tasks, each step counts under its canonical epoch (``epoch_canonical``).
+    """
+    if "task" not in trials.coords or "epoch_canonical" not in trials.variables:
+        return None
+    if np.unique(trials["task"].values).size < 2:
+        return None
+    pooled = trials.assign_coords(
+        epoch=trials["epoch_canonical"], task=("trial", np.full(trials.sizes["trial"], POOLED_TASK))
+    )
+    return regime_epoch_table(pooled)
 
 
 def _renamed_table(table: xr.Dataset, prefix: str) -> xr.Dataset:

@@ -9,6 +9,8 @@ import xarray as xr
 
 __all__ = ["render_report"]
 
+POOLED_TASK = "all tasks"  # the pipeline's pooled regime × canonical-epoch table (pipeline.POOLED_TASK)
+
 
 def render_report(analysis: xr.Dataset, figures: dict[str, str], title: str = "Regime analysis") -> str:
     """Markdown: regimes used, which epoch (and condition) each serves, dynamics, primitives, figures."""
@@ -49,7 +51,7 @@ def _regime_table(a: xr.Dataset, max_rows: int = 12) -> str:
         head += f" {condition} (share of its steps) |"
         rule += "---|"
     rows = [head, rule]
-    task = a["task"].values[0]
+    task = _reported_task(a)
     for code in a["regime"].values[:max_rows]:
         r = a.sel(regime=code)
         main = str(r["main_epoch"].sel(task=task).values)
@@ -70,7 +72,10 @@ def _regime_table(a: xr.Dataset, max_rows: int = 12) -> str:
 def _epoch_section(a: xr.Dataset) -> list[str]:
     lines = ["## Which regimes serve which epoch", ""]
     condition = a.attrs.get("condition", "")
-    task = a["task"].values[0]
+    task = _reported_task(a)
+    if task == POOLED_TASK:
+        lines += [f"All {a.sizes['task'] - 1} tasks together, each step counted under its canonical epoch "
+                  "(fixation, context, stimulus, delay, decision).", ""]
     if condition and "by_condition_epoch_count" in a:
         counts = a["by_condition_epoch_count"].sel(task=task)
         for epoch in counts["epoch"].values:
@@ -95,15 +100,27 @@ def _epoch_section(a: xr.Dataset) -> list[str]:
         for epoch in counts["epoch"].values:
             column = counts.sel(epoch=epoch)
             total = float(column.sum())
+            if not total:
+                continue
             top = column.sortby(column, ascending=False)
-            listed = [f"Ω {r} ({float(c) / total:.0%})" for r, c in zip(top["regime"].values, top.values, strict=True)
-                      if total and c / total >= 0.1]
+            shares = [(r, float(c) / total) for r, c in zip(top["regime"].values, top.values, strict=True)]
+            listed = [f"Ω {r} ({share:.0%})" for r, share in shares if share >= 0.1]
+            if not listed:  # many regimes, none with a tenth of the epoch: name the largest
+                listed = [f"Ω {r} ({share:.0%})" for r, share in shares[:3]] + [
+                    f"… {sum(1 for _, share in shares if share > 0) - 3} more"]
             lines.append(f"- **{epoch}** — {', '.join(listed)}")
     specific = [f"Ω {r} ({a['main_epoch'].sel(task=task, regime=r).item()})" for r in a["regime"].values
                 if bool(a["epoch_specific"].sel(task=task, regime=r))]
+    shown = ", ".join(specific[:20]) + (f", … {len(specific) - 20} more" if len(specific) > 20 else "")
     lines += ["", "Epoch-specific regimes (≥ 90 % of their steps in one epoch): "
-              + (", ".join(specific) if specific else "none") + ".", ""]
+              + (shown if specific else "none") + ".", ""]
     return lines
+
+
+def _reported_task(a: xr.Dataset) -> str:
+    """The task whose regime–epoch table the report describes: all tasks pooled when there are several."""
+    tasks = [str(t) for t in a["task"].values]
+    return POOLED_TASK if POOLED_TASK in tasks else tasks[0]
 
 
 def _where(a: xr.Dataset, code) -> str:
@@ -131,7 +148,7 @@ def _exclusive_regimes(a: xr.Dataset, share: float = 0.95) -> dict[str, list]:
     return result
 
 
-def _dynamics_section(a: xr.Dataset) -> list[str]:
+def _dynamics_section(a: xr.Dataset, max_rows: int = 16) -> list[str]:
     if "spectral_radius" not in a:
         return ["## Dynamics", "", "Per-regime dynamics need integer regime codes (P ≤ 62).", ""]
     lines = [
@@ -144,15 +161,18 @@ def _dynamics_section(a: xr.Dataset) -> list[str]:
         "| regime | ρ(W_Ω) | stable | slowest eigenvalues | real fixed points (under input of) |",
         "|---|---|---|---|---|",
     ]
-    for code in a["regime"].values:
+    analysed = [code for code in a["regime"].values if np.isfinite(float(a["spectral_radius"].sel(regime=code)))]
+    for code in analysed[:max_rows]:
         r = a.sel(regime=code)
-        if not np.isfinite(float(r["spectral_radius"])):
-            continue
         eig = r["eigenvalue_real"].values + 1j * r["eigenvalue_imag"].values
         slow = ", ".join(_complex(v) for v in eig[:3])
         real = [str(c) for c, ok in zip(r["input_condition"].values, r["fixed_point_real"].values, strict=True) if ok]
         lines.append(f"| Ω {code} | {float(r['spectral_radius']):.3f} | {'yes' if bool(r['stable']) else 'no'} | "
                      f"{slow} | {', '.join(real) if real else 'none (all virtual)'} |")
+    if len(analysed) > max_rows:
+        rest = a.sel(regime=analysed[max_rows:])
+        lines.append(f"| … {len(analysed) - max_rows} more: {int(rest['stable'].sum())} stable, "
+                     f"{int(rest['fixed_point_real'].any('input_condition').sum())} with a real fixed point | | | | |")
     searched = json.loads(a.attrs.get("cycle_periods_searched", "[]"))
     skipped = json.loads(a.attrs.get("cycle_periods_skipped", "[]"))
     if "cycle_points" in a:

@@ -35,10 +35,13 @@ def model_step(model: ALRNN):
     return step
 
 
-def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 32, log=print) -> dict[str, Path]:
+def analyze_run(
+    run_dir: str | Path, *, n_trials: int = 500, max_regimes: int | None = 32, log=print
+) -> dict[str, Path]:
     """Analyse the run in ``run_dir``; simulate ``n_trials`` trials first if it has no trials.nc.
 
-    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths. A run whose
+    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths.
+    ``max_regimes`` most occupied regimes get their dynamics analysed (None: all visited). A run whose
     trials hold several tasks also gets the sharing analysis: ``sharing.nc``, its figures and a
     report section.
     """
@@ -68,10 +71,11 @@ def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 
                         and bool(analysis["spectral_radius"].sel(regime=r).notnull())]
     figures = {
         "Regime raster": ("regime_raster.png", figs.regime_raster(trials, order, sort_by=sort_by)),
-        "Regime–epoch map": ("regime_epoch.png", figs.regime_epoch_heatmap(analysis["epoch_count"])),
-        "Transition graph": ("transitions.png", figs.transition_graph(analysis["transition_probability"],
-                                                                      analysis["occupancy"])),
+        "Regime–epoch map": ("regime_epoch.png", figs.regime_epoch_heatmap(_epoch_table_to_draw(analysis))),
     }
+    if "transition_probability" in analysis:
+        figures["Transition graph"] = ("transitions.png", figs.transition_graph(analysis["transition_probability"],
+                                                                                analysis["occupancy"]))
     if dynamics_regimes:
         figures["Eigenvalue spectra"] = ("spectra.png", figs.eigenvalue_spectra(
             analysis["eigenvalue_real"], analysis["eigenvalue_imag"], dynamics_regimes[:8], figs.regime_colours(order)))
@@ -91,6 +95,19 @@ def analyze_run(run_dir: str | Path, *, n_trials: int = 500, max_regimes: int = 
         report += "\n" + "\n".join(_sharing_section(trials, run_dir, paths)) + "\n"
     atomic_write(paths["report"], report)
     return paths
+
+
+def _epoch_table_to_draw(analysis) -> "xr.DataArray":
+    """The regime × epoch counts to draw: per task, or for several tasks all of them pooled by canonical epoch."""
+    from .analyses.pipeline import POOLED_TASK
+    from .envs.epochs import CANONICAL_EPOCHS
+
+    counts = analysis["epoch_count"]
+    if POOLED_TASK not in counts["task"].values:
+        return counts
+    pooled = counts.sel(task=[POOLED_TASK])
+    epochs = [e for e in CANONICAL_EPOCHS if e in pooled["epoch"].values and float(pooled.sel(epoch=e).sum()) > 0]
+    return pooled.sel(epoch=epochs).fillna(0)
 
 
 def _sharing_section(trials, run_dir: Path, paths: dict[str, Path]) -> list[str]:

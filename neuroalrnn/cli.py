@@ -106,8 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run_dir", type=Path, metavar="DIR")
     analyze.add_argument("--trials", type=_positive_int, default=500,
                          help="trials to simulate when DIR has no trials.nc (default 500)")
-    analyze.add_argument("--max-regimes", type=_positive_int, default=32,
-                         help="analyse the dynamics of this many most occupied regimes (default 32)")
+    analyze.add_argument("--max-regimes", type=_non_negative_int, default=32,
+                         help="analyse the dynamics of this many most occupied regimes (default 32; "
+                              "0 = every visited regime, about 10 ms each at M = 256)")
     compare = commands.add_parser("compare", help="compare a run's latents with neural recordings (CKA, Procrustes, RSA)")
     compare.add_argument("run_dir", type=Path, metavar="DIR")
     compare.add_argument("recordings", type=Path, metavar="RECORDINGS.nc",
@@ -227,7 +228,7 @@ def _bench(args) -> int:
 def _analyze(args) -> int:
     from .analyze import analyze_run
 
-    paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes)
+    paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes or None)
     for path in paths.values():
         print(f"wrote {path}")
     return 0

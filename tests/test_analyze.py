@@ -229,3 +229,28 @@ def test_more_than_62_nonlinear_units_get_statistics_but_no_dynamics():
 
     report = render_report(result, {}, title="big")
     assert "Per-regime dynamics need integer regime codes (P ≤ 62)." in report
+
+
+def test_multi_task_runs_get_a_pooled_canonical_epoch_table():
+    import numpy as np
+
+    from neuroalrnn import envs
+    from neuroalrnn.analyses import ALRNNParams, analyze
+    from neuroalrnn.analyses.report import render_report
+    from neuroalrnn.models import build_model
+    from neuroalrnn.simulate import simulate
+
+    torch.manual_seed(0)
+    env = envs.make("yang19", tasks=["dm1", "dms"])
+    model = build_model("alrnn", n_inputs=35, n_outputs=17, n_units=16, n_nonlinear=3)
+    trials = simulate(model, env, 60, seed=0)
+    analysis = analyze(trials, ALRNNParams.from_model(model), max_regimes=4)
+    assert set(analysis["task"].values) == {"dm1", "dms", "all tasks"}
+    pooled = analysis["epoch_count"].sel(task="all tasks")
+    mask = trials["mask"].values
+    for epoch in ("fixation", "stimulus", "delay", "decision"):
+        expected = int(((trials["epoch_canonical"].values == epoch) & mask).sum())
+        assert int(pooled.sel(epoch=epoch).sum()) == expected
+    assert int(np.nansum(pooled.values)) == int(mask.sum())
+    report = render_report(analysis, {})
+    assert "All 2 tasks together" in report
