@@ -84,7 +84,6 @@ import functools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -97,6 +96,7 @@ from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
 from .core import validate_trials
+from .figures import save_figure
 from .regimes import epoch_order
 
 __all__ = [
@@ -944,18 +944,4 @@ def comparison_figure(result: xr.Dataset, max_points: int = 300) -> Figure:
 
 def plot_comparison(result: xr.Dataset, path: str | os.PathLike, dpi: int = 110) -> Path:
     """Write :func:`comparison_figure` to ``path`` atomically (temporary file beside it, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure = comparison_figure(result)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=dpi, format=path.suffix.lstrip(".") or "png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(comparison_figure(result), path, dpi=dpi)

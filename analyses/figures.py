@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
+from ..rundir import atomic_path
 from .core import regime_labels
 
 __all__ = [
@@ -26,8 +28,16 @@ __all__ = [
     "regime_colours",
     "regime_epoch_heatmap",
     "regime_raster",
+    "save_figure",
     "transition_graph",
 ]
+
+def save_figure(figure: Figure, path, dpi: int = 110) -> Path:
+    """Write ``figure`` to ``path`` atomically (temporary file beside it, then rename); format from the suffix."""
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+    return Path(path)
+
 
 _PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

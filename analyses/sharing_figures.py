@@ -14,7 +14,6 @@ so a reader never sees a half-written PNG.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +21,8 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from .figures import save_figure
 
 __all__ = [
     "ftv_histograms",
@@ -39,24 +40,6 @@ _MATRICES = {
     "cka": "linear CKA over units",
     "subspace_overlap": "mean cos² principal angles",
 }
-
-
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Write ``figure`` as PNG to ``path`` atomically: a temporary file beside it, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
-        figure.savefig(temporary, dpi=dpi, format="png")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def sharing_figures(result: xr.Dataset, ftv_pairs: Sequence[str] | None = None) -> dict[str, tuple[str, Figure]]:

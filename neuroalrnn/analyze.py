@@ -11,11 +11,11 @@ from .analyses import figures as figs
 from .analyses.pipeline import analyze, default_condition
 from .analyses.report import render_report
 from .models import ALRNN
-from .rundir import atomic_path, atomic_write
+from .rundir import atomic_write, write_netcdf
 from .simulate import read_trials, simulate, write_trials
 from .training import TEST_SEED_OFFSET, load_model
 
-__all__ = ["analyze_run", "compare_runs_sharing"]
+__all__ = ["analyze_run", "compare_runs_sharing", "run_trials"]
 
 
 def model_step(model: ALRNN):
@@ -35,6 +35,24 @@ def model_step(model: ALRNN):
     return step
 
 
+def run_trials(run_dir: str | Path, n_trials: int, *, log=print, loaded=None):
+    """The run's ``trials.nc``, or ``n_trials`` held-out test trials simulated and written there if it has none.
+
+    ``loaded``: the run's (config, model, env) if already loaded (see ``load_model``).
+    """
+    trials_path = Path(run_dir) / "trials.nc"
+    if trials_path.is_file():
+        trials = read_trials(trials_path)
+        log(f"read {trials_path} ({trials.sizes['trial']} trials)")
+        return trials
+    config, model, env = loaded if loaded is not None else load_model(run_dir)
+    trials = simulate(model, env, n_trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
+                      config=config.to_dict())
+    write_trials(trials, trials_path)
+    log(f"simulated {n_trials} trials -> {trials_path}")
+    return trials
+
+
 def analyze_run(
     run_dir: str | Path, *, n_trials: int = 500, max_regimes: int | None = 32, log=print
 ) -> dict[str, Path]:
@@ -49,20 +67,11 @@ def analyze_run(
     config, model, env = load_model(run_dir)
     if not isinstance(model, ALRNN):
         raise ValueError(f"regime analyses need an AL-RNN; {run_dir} holds a {config.model} model")
-    trials_path = run_dir / "trials.nc"
-    if trials_path.is_file():
-        trials = read_trials(trials_path)
-        log(f"read {trials_path} ({trials.sizes['trial']} trials)")
-    else:
-        trials = simulate(model, env, n_trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
-                          config=config.to_dict())
-        write_trials(trials, trials_path)
-        log(f"simulated {n_trials} trials -> {trials_path}")
+    trials = run_trials(run_dir, n_trials, log=log, loaded=(config, model, env))
     params = ALRNNParams.from_model(model)
     analysis = analyze(trials, params, max_regimes=max_regimes, step=model_step(model))
     paths = {"analysis": run_dir / "analysis.nc", "report": run_dir / "report.md"}
-    with atomic_path(paths["analysis"]) as tmp:
-        analysis.to_netcdf(tmp, engine="h5netcdf")
+    write_netcdf(analysis, paths["analysis"])
 
     order = list(analysis["regime"].values)
     condition = default_condition(trials)
@@ -84,9 +93,7 @@ def analyze_run(
         figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
     written = {}
     for caption, (name, figure) in figures.items():
-        path = run_dir / "figures" / name
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, dpi=110, format="png")
+        path = figs.save_figure(figure, run_dir / "figures" / name)
         written[caption] = f"figures/{name}"
         paths[name] = path
     title = f"Regime analysis: {config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
@@ -113,16 +120,15 @@ def _epoch_table_to_draw(analysis) -> "xr.DataArray":
 def _sharing_section(trials, run_dir: Path, paths: dict[str, Path]) -> list[str]:
     """Write sharing.nc and its figures for a multi-task run; return the report's Markdown lines."""
     from .analyses.sharing import sharing_analysis, sharing_report_lines
-    from .analyses.sharing_figures import save_figure, sharing_figures
+    from .analyses.sharing_figures import sharing_figures
 
     sharing = sharing_analysis(trials)
     paths["sharing"] = run_dir / "sharing.nc"
-    with atomic_path(paths["sharing"]) as tmp:
-        sharing.to_netcdf(tmp, engine="h5netcdf")
+    write_netcdf(sharing, paths["sharing"])
     written = {}
     for caption, (name, figure) in sharing_figures(sharing).items():
         paths[name] = run_dir / "figures" / name
-        save_figure(figure, paths[name])
+        figs.save_figure(figure, paths[name])
         written[caption] = f"figures/{name}"
     return sharing_report_lines(sharing, figures=written)
 

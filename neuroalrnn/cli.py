@@ -147,20 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _compare(args) -> int:
     from .analyses.compare import compare, load_recordings, plot_comparison
-    from .rundir import atomic_path
-    from .simulate import read_trials, simulate, write_trials
-    from .training import TEST_SEED_OFFSET, load_model
+    from .analyze import run_trials
+    from .rundir import write_netcdf
 
     recordings = load_recordings(args.recordings, variable=args.variable)
-    trials_path = args.run_dir / "trials.nc"
-    if trials_path.is_file():
-        trials = read_trials(trials_path)
-    else:
-        config, model, env = load_model(args.run_dir)
-        trials = simulate(model, env, args.trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
-                          config=config.to_dict())
-        write_trials(trials, trials_path)
-        print(f"simulated {args.trials} trials -> {trials_path}")
+    trials = run_trials(args.run_dir, args.trials)
     result = compare(trials, recordings, conditions=args.conditions, align=args.align, n_bins=args.bins,
                      n_shuffles=args.shuffles, seed=args.seed, nan_policy=args.nan_policy)
     matched = json.loads(result.attrs.get("conditions", "[]"))
@@ -173,9 +164,7 @@ def _compare(args) -> int:
         cells = [f"{float(observed.sel(metric=metric, epoch=e)):.3f} (p={float(p_value.sel(metric=metric, epoch=e)):.3f})"
                  for e in epochs]
         print(f"{metric!s:<11}" + "".join(f"{cell:>16}" for cell in cells))
-    path = args.run_dir / "comparison.nc"
-    with atomic_path(path) as tmp:
-        result.to_netcdf(tmp, engine="h5netcdf")
+    path = write_netcdf(result, args.run_dir / "comparison.nc")
     figure = plot_comparison(result, args.run_dir / "figures" / "comparison.png")
     print(f"wrote {path} and {figure}")
     return 0

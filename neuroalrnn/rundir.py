@@ -81,6 +81,29 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
         os.fsync(handle.fileno())
 
 
+def write_netcdf(dataset, path: str | os.PathLike) -> Path:
+    """Write an xarray Dataset to NetCDF (h5netcdf) atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        dataset.to_netcdf(tmp, engine="h5netcdf")
+    return Path(path)
+
+
+@contextmanager
+def advisory_lock(lock_file: Path, busy: Exception) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_file`` (freed if the process dies); raise ``busy`` if taken."""
+    import fcntl
+
+    with Path(lock_file).open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_config(run_dir: Path, config: TrainConfig) -> None:
     record = {
         "config": config.to_dict(),

@@ -26,7 +26,7 @@ import torch
 import xarray as xr
 
 from . import __version__, envs
-from .rundir import atomic_path, versions
+from .rundir import versions, write_netcdf
 
 __all__ = ["read_trials", "simulate", "write_trials"]
 
@@ -124,9 +124,7 @@ def trials_dataset(
 
 def write_trials(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a trials Dataset to NetCDF (h5netcdf) atomically: temp file, then rename."""
-    with atomic_path(path) as tmp:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
+    return write_netcdf(dataset, path)
 
 
 def read_trials(path: str | os.PathLike) -> xr.Dataset:

@@ -110,12 +110,14 @@ from .rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     RunDirectoryError,
+    advisory_lock,
     atomic_path,
     atomic_write,
     load_checkpoint,
     read_config,
     read_metrics,
     versions,
+    write_netcdf,
 )
 
 __all__ = [
@@ -789,20 +791,10 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-@contextlib.contextmanager
-def _sweep_lock(out: Path) -> Iterator[None]:
+def _sweep_lock(out: Path):
     """Keep a second sweep out of ``out`` while this one runs (an advisory lock, freed if the process dies)."""
-    import fcntl
-
-    with (out / ".sweep.lock").open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SweepError(f"another sweep is running into {out}; wait for it or stop it") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    busy = SweepError(f"another sweep is running into {out}; wait for it or stop it")
+    return advisory_lock(out / ".sweep.lock", busy)
 
 
 def _check_stored_configs(experiment: Experiment) -> None:
@@ -1060,9 +1052,7 @@ def _number(value: Any) -> float:
 
 def write_results(results: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a results Dataset to NetCDF (h5netcdf) atomically."""
-    with atomic_path(path) as tmp:
-        results.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
+    return write_netcdf(results, path)
 
 
 def read_results(path: str | os.PathLike) -> xr.Dataset:
@@ -1164,7 +1154,12 @@ def _seed_cloud(ax, x: np.ndarray, values: np.ndarray, color, label: str) -> Non
     ax.scatter(xs[finite], values[finite], color=color, s=12, alpha=0.45, lw=0)
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, axes, title: str, path: Path) -> Path:
+    """Legend beside the last panel, the title on top, then write the PNG atomically."""
+    axes[-1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     return path
@@ -1217,11 +1212,7 @@ def _plot_against_p(results: xr.Dataset, variable: str, ylabel: str, path: Path,
         ax.set_ylabel(ylabel)
         if panel:
             ax.set_title(f"task: {panel['task']}")
-    axes[-1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, axes, title, path)
 
 
 def _plot_against_size(results: xr.Dataset, path: Path, title: str) -> Path:
@@ -1247,8 +1238,4 @@ def _plot_against_size(results: xr.Dataset, path: Path, title: str) -> Path:
         ax.set_ylabel("test accuracy")
         if panel:
             ax.set_title(f"task: {panel['task']}")
-    axes[-1].legend(frameon=False, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, axes, title, path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import signal
 import sys
@@ -23,6 +22,7 @@ from .models import ALRNN, build_model
 from .rundir import (
     CHECKPOINT_FILE,
     RunDirectoryError,
+    advisory_lock,
     load_checkpoint,
     read_config,
     read_metrics,
@@ -252,20 +252,10 @@ def _as_is(batch):
     return batch
 
 
-@contextlib.contextmanager
 def _exclusive(run_dir: Path):
     """Hold an advisory lock on ``run_dir`` so two processes never train into the same run."""
-    import fcntl
-
-    with (run_dir / ".lock").open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunDirectoryError(f"another process is training in {run_dir}; wait for it or stop it") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    busy = RunDirectoryError(f"another process is training in {run_dir}; wait for it or stop it")
+    return advisory_lock(run_dir / ".lock", busy)
 
 
 class _deferred_interrupt:
