@@ -11,6 +11,8 @@ machine slows both sides alike; medians are printed with their ratios.
 (c) one training step alone (forward, loss, backward, Adam) on a fixed batch:
     ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
     fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps;
+    where the compiled time loops load (:mod:`neuroalrnn.native`), the fast
+    step also with its torch loops, to show what compiling them gains;
 (d) producing one training batch (32 trials, ~100 steps): ``ngym.Dataset`` (per
     batch, its cache refills included) against ours, a trial bank of 2048
     trials from ``envs.sample_trials`` and the Trainer's ``batch_of_step`` (a
@@ -39,6 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import fast as fast_module
+from . import native
 from .config import TrainConfig
 from .fast import alrnn_forward_fast
 from .models import ALRNN
@@ -68,17 +72,22 @@ def _rnn_step(units: int, batch: int) -> Callable[[], None]:
     return step
 
 
-def _alrnn_step(units: int, batch: int, fast: bool) -> Callable[[], None]:
+def _alrnn_step(units: int, batch: int, fast: bool, compiled: bool = True) -> Callable[[], None]:
+    """One AL-RNN training step: the plain model (autograd), or the fast step with compiled or torch loops."""
     torch.manual_seed(0)
     model = ALRNN(N_INPUTS, N_OUTPUTS, units, units // 16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     inputs, targets = _fixed_batch(batch)
 
     def step() -> None:
-        outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
-        loss = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        wanted, fast_module.USE_COMPILED = fast_module.USE_COMPILED, compiled
+        try:
+            outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
+            loss = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            fast_module.USE_COMPILED = wanted
         optimizer.step()
 
     return step
@@ -204,6 +213,7 @@ def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
         "nn.RNN": lambda: _rnn_step(units, batch),
         "AL-RNN plain": lambda: _alrnn_step(units, batch, fast=False),
         "AL-RNN fast": lambda: _alrnn_step(units, batch, fast=True),
+        "fast, torch loops": lambda: _alrnn_step(units, batch, fast=True, compiled=False),
         "status quo loop": lambda: _status_quo_loop(units, batch),
     }[variant]()
 
@@ -213,10 +223,14 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     """Run (a)–(d) and print a table; returns the medians (seconds) and ratios."""
     results: dict = {"threads": torch.get_num_threads()}
     log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians over {rounds} interleaved rounds")
+    log(f"fast step: {native.status()}")
+    results["loops"] = native.status()
+    compiled = native.loops() is not None
+    variants = ("nn.RNN", "AL-RNN plain", "AL-RNN fast", *(("fast, torch loops",) if compiled else ()))
 
     log("\n(c) one training step alone (forward, loss, backward, Adam), 100 time steps")
     for units, batch in SIZES:
-        steps = {name: _make(name, units, batch) for name in ("nn.RNN", "AL-RNN plain", "AL-RNN fast")}
+        steps = {name: _make(name, units, batch) for name in variants}
         times: dict[str, list[float]] = {name: [] for name in steps}
         for step in steps.values():
             step()  # warm-up
@@ -227,7 +241,7 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
         base = medians["nn.RNN"]
         log(f"  M={units}, batch {batch}:")
         for name, value in medians.items():
-            log(f"    {name:<13} {1e3 * value:8.2f} ms  ({value / base:.2f}x nn.RNN, {batch / value:8.0f} trials/s)")
+            log(f"    {name:<17} {1e3 * value:8.2f} ms  ({value / base:.2f}x nn.RNN, {batch / value:8.0f} trials/s)")
         results[f"step_M{units}_B{batch}"] = {**medians, "fast_over_rnn": medians["AL-RNN fast"] / base,
                                               "plain_over_rnn": medians["AL-RNN plain"] / base}
 

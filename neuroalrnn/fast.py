@@ -48,6 +48,7 @@ import threading
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import native
 from .models import ALRNN, _check_inputs
 
 __all__ = ["ALRNNFunction", "alrnn_forward_fast"]
@@ -185,6 +186,27 @@ def _phi(z: torch.Tensor, slope: float, out: torch.Tensor) -> None:
         torch._C._nn.leaky_relu(z, slope, out=out)  # F.leaky_relu without an out= argument
 
 
+def _phi_derivative(psi: torch.Tensor, slope: float, out: torch.Tensor | None = None) -> torch.Tensor:
+    """φ'(z) read off ψ = φ(z): 1 where ψ > 0, else the slope (φ'(0) = α, as in ``ALRNN.phi``)."""
+    if out is None:
+        out = torch.empty_like(psi)
+    if slope == 0.0:
+        return torch.sign(psi, out=out)  # ψ ≥ 0
+    return out.copy_(psi > 0).mul_(1.0 - slope).add_(slope)
+
+
+# Set to False to run the time loops as torch operations even where the compiled ones load (tests, bench).
+USE_COMPILED = True
+
+
+def _compiled_loops(like: torch.Tensor) -> native.Loops | None:
+    """The compiled time loops for ``like``'s dtype (CPU tensors) if they are wanted and available (see ``neuroalrnn.native``)."""
+    if not USE_COMPILED or like.device.type != "cpu":
+        return None
+    loops = native.loops()
+    return loops if loops is not None and loops.supports(like.dtype) else None
+
+
 # Buffers kept between calls, one per slot and thread (see the module docstring).
 _WORKSPACE = threading.local()
 _storage_use_count = getattr(torch._C, "_storage_Use_Count", None)  # private; without it, no reuse
@@ -267,7 +289,15 @@ class ALRNNFunction(torch.autograd.Function):
             separate = n_nonlinear and not layout.fold
             if noise is not None:
                 torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
-            for t in range(n_steps):
+            compiled = _compiled_loops(S)
+            if compiled is not None:
+                A_nonlinear = A[layout.start :].contiguous()
+                compiled.forward[A.dtype](
+                    compiled.gemm[A.dtype], S.data_ptr(), n_steps, batch, layout.width, layout.rows, V.data_ptr(),
+                    n_units, z, layout.start, n_nonlinear, psi, noise is not None, bool(separate),
+                    A_nonlinear.data_ptr(), slope,
+                )
+            for t in range(n_steps if compiled is None else 0):
                 if noise is None:
                     torch.mm(in_blocks[t], V, out=z_blocks[t + 1])
                 else:
@@ -305,19 +335,20 @@ class ALRNNFunction(torch.autograd.Function):
             columns = {"in": slice(P, P + M + O), "out": slice(0, R.shape[1])}
             if P:
                 columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
-            buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, P + M + O), S, columns)
+            width = P + M + O + (-(P + M + O) % 8)  # rows a multiple of 8 long: ~12 % faster products
+            buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, width), S, columns)
             H = buffer.tensor[:n_steps]
             in_blocks, out_blocks = buffer.views["in"], buffer.views["out"]
             G = H.view(rows, -1)[:, P : P + M]  # g_t, each block final once the loop has passed it
             grad_y = None if grad_outputs is None else grad_outputs.transpose(0, 1).contiguous()  # time-major
             accumulate = grad_latents is not None or not fold
             if fold:
-                H[0, :, P + M :] = 0
+                H[0, :, P + M : P + M + O] = 0
                 if grad_y is None:
-                    H[:, :, P + M :] = 0
+                    H[:, :, P + M : P + M + O] = 0
                     H[last, :, P:] = 0
                 else:
-                    H[1:, :, P + M :] = grad_y[:last]
+                    H[1:, :, P + M : P + M + O] = grad_y[:last]
                     torch.mm(grad_y[last], B, out=H[last, :, P : P + M])
                 H[last, :, :P] = 0
                 if grad_latents is not None:  # the products add onto ∂L/∂z_t from the latents
@@ -332,18 +363,22 @@ class ALRNNFunction(torch.autograd.Function):
                     torch.mm(grad_y.view(rows, n_outputs), B, out=G)
                 if grad_latents is not None:
                     G += grad_latents.transpose(0, 1).reshape(rows, M)
+            compiled = _compiled_loops(S)
             if P:
                 nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
-                A_nonlinear = A[start:]
+                A_nonlinear = A[start:].contiguous()
+            if compiled is not None:
+                compiled.backward[S.dtype](
+                    compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2], R.data_ptr(), R.shape[0],
+                    R.shape[1], P, accumulate, P, start, bool(P and not fold), A_nonlinear.data_ptr() if P else None,
+                    S.data_ptr(), layout.width, layout.psi, slope,
+                )
+            elif P:
                 # φ'(z_t) from ψ_t = φ(z_t) in S[t + 1]: 1 where ψ > 0, else the slope.
                 masks, _ = _buffer("mask", (), (n_steps + 1, batch, P), S, {"all": slice(None)})
-                mask = masks.tensor[: n_steps + 1]
-                if slope == 0.0:
-                    torch.sign(S[:, :, layout.psi : layout.z], out=mask)
-                else:
-                    mask.copy_(S[:, :, layout.psi : layout.z] > 0).mul_(1.0 - slope).add_(slope)
+                _phi_derivative(S[:, :, layout.psi : layout.z], slope, out=masks.tensor[: n_steps + 1])
                 mask_blocks = masks.views["all"]
-            for t in range(last, 0, -1):
+            for t in range(last if compiled is None else 0, 0, -1):
                 if P and t < last:
                     nonlinear_blocks[t].addcmul_(psi_blocks[t], mask_blocks[t + 1])
                 if accumulate:
@@ -352,7 +387,7 @@ class ALRNNFunction(torch.autograd.Function):
                     torch.mm(in_blocks[t], R, out=out_blocks[t - 1])
                 if P and not fold:
                     nonlinear_blocks[t - 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
-            if P and last > 0:
+            if compiled is None and P and last > 0:
                 nonlinear_blocks[0].addcmul_(psi_blocks[0], mask_blocks[1])
 
             grad_z0 = None
@@ -363,7 +398,7 @@ class ALRNNFunction(torch.autograd.Function):
                 if P:
                     if not fold:
                         before[:, P + start :].addcmul_(nonlinear_blocks[0], A_nonlinear)
-                    before[:, P + start :].addcmul_(before[:, :P], mask_blocks[0])
+                    before[:, P + start :].addcmul_(before[:, :P], _phi_derivative(S[0, :, layout.psi : layout.z], slope))
                 grad_z0 = before[:, P:]
 
             grad_A = grad_W = grad_h = grad_C = grad_B = grad_b = None
@@ -371,9 +406,10 @@ class ALRNNFunction(torch.autograd.Function):
             # the last step, from the ∂L/∂y columns of H (cheaper than a pass over the latents of its own).
             readout_along = fold and grad_y is not None and (need["B"] or need["b"])
             if need["A"] or need["W"] or need["C"] or need["h"] or readout_along:
-                # Σ_t g_tᵀ S_t = ∂L/∂Vᵀ over the columns of S_t in the product (all but the padding).
+                # Σ_t g_tᵀ S_t = ∂L/∂Vᵀ over the columns of S_t in the product. The (zero) padding columns
+                # are included: an aligned start makes the product ~6 % faster than the two columns cost.
                 # Unfolded, A_nl's gradient is the diagonal of the columns left out: an element-wise product.
-                first = layout.inputs
+                first = 0
                 G_rows = H.view(rows, -1)[:, P : P + M + (O if readout_along else 0)]
                 products = torch.mm(G_rows.t(), S[:n_steps].view(rows, -1)[:, first : layout.rows])
                 grad_W = products.new_empty(M, M)
@@ -383,12 +419,12 @@ class ALRNNFunction(torch.autograd.Function):
                 if P and not fold:
                     z_nonlinear, g_nonlinear = S[:n_steps, :, layout.nonlinear :], H[:, :, P + start : P + M]
                     grad_A = torch.cat([grad_A, torch.linalg.vecdot(z_nonlinear, g_nonlinear, dim=1).sum(0)])
-                grad_C = products[:M, : layout.n_inputs]  # views: autograd copies them into .grad
-                grad_h = products[:M, layout.n_inputs]
+                grad_C = products[:M, layout.inputs - first : layout.one - first]  # views: autograd copies them into .grad
+                grad_h = products[:M, layout.one - first]
             if readout_along:
                 readout = products[M:]
                 grad_B = torch.addmm(readout[:, layout.z - first :], grad_y[last].t(), S[n_steps, :, layout.z :])
-                grad_b = readout[:, layout.n_inputs] + grad_y[last].sum(0)
+                grad_b = readout[:, layout.one - first] + grad_y[last].sum(0)
             elif grad_y is not None:
                 if need["B"]:
                     grad_B = torch.mm(grad_y.view(rows, n_outputs).t(), S[1:].view(rows, -1)[:, layout.z :])

@@ -1,7 +1,8 @@
 """The fast AL-RNN path against ALRNN.forward: outputs, latents, noise draws, gradients and an Adam step.
 
 Both ways of taking A ⊙ z on the nonlinear units (inside the step's product, or element-wise) are
-tested through the ``product`` fixture; buffers kept between calls are tested for aliasing.
+tested through the ``product`` fixture, and every test runs with the compiled time loops and with
+the torch ones (the ``loops`` fixture); buffers kept between calls are tested for aliasing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import copy
 import pytest
 import torch
 
-from neuroalrnn import fast
+from neuroalrnn import fast, native
 from neuroalrnn.fast import ALRNNFunction, alrnn_forward_fast
 from neuroalrnn.models import ALRNN
 from neuroalrnn.training import weighted_cross_entropy
@@ -32,6 +33,15 @@ def make_model(n_nonlinear: int, slope: float, dtype=torch.float64, noise_std: f
 
 def random(*shape, seed: int, dtype=torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "torch"])
+def loops(request, monkeypatch):
+    """The time loops compiled (``neuroalrnn.native``) or as torch operations from Python."""
+    if request.param == "compiled" and native.loops() is None:
+        pytest.skip(f"no compiled loops here: {native.status()}")
+    monkeypatch.setattr(fast, "USE_COMPILED", request.param == "compiled")
+    return request.param
 
 
 @pytest.fixture(params=["folded", "separate"])

@@ -1,0 +1,102 @@
+/* The time loops of neuroalrnn.fast.ALRNNFunction, compiled (see neuroalrnn/native.py).
+
+   At the sizes cognitive-task models use, a time step is one small matrix product of ~8 µs and
+   an element-wise operation of well under 1 µs of arithmetic, but every torch operation called
+   from Python costs 2-3 µs of dispatch. These loops do the same arithmetic as the torch loops in
+   fast.py, on the same buffers, with the matrix product from the BLAS that torch itself uses
+   (its Fortran `?gemm_`, passed in as a function pointer) and the element-wise work inline.
+
+   Buffers are row-major (C order), time-major: block t of S is the (batch x s_width) matrix
+   S_t = [padding, s_t, 1, psi_{t-1}, z_{t-1}] and block t of H the (batch x h_width) matrix
+   [dL/dpsi_t, dL/dz_t, (dL/dy_{t-1})]; see fast.py for the layouts. A row-major product
+   X (n x k) @ Y (k x m) is the column-major product Y^T X^T, hence the argument order below. */
+
+#include <stddef.h>
+
+typedef int blas_int; /* LP64: torch's MKL/OpenBLAS ?gemm_ takes 32-bit integers */
+
+typedef void (*sgemm_fn)(const char *, const char *, const blas_int *, const blas_int *,
+                         const blas_int *, const float *, const float *, const blas_int *,
+                         const float *, const blas_int *, const float *, float *,
+                         const blas_int *);
+typedef void (*dgemm_fn)(const char *, const char *, const blas_int *, const blas_int *,
+                         const blas_int *, const double *, const double *, const blas_int *,
+                         const double *, const blas_int *, const double *, double *,
+                         const blas_int *);
+
+/* forward: for t in 0 .. n_steps-1
+     z_{t+1} = S_t[:, :rows] V            (+ the noise already in z_{t+1} when `noise`)
+     z_{t+1}[nl] += A_nl * z_t[nl]         when `separate`
+     psi_{t+1} = phi(z_{t+1}[nl])          when n_nonlinear > 0
+   with z at column `z_col` of S, its nonlinear units from column `z_col + start`, psi at `psi_col`;
+   phi(x) = x > 0 ? x : slope * x. */
+#define FORWARD(NAME, T, GEMM_T)                                                                 \
+    void NAME(GEMM_T gemm, T *S, long n_steps, long batch, long s_width, long rows, const T *V, \
+              long n_units, long z_col, long start, long n_nonlinear, long psi_col, int noise,  \
+              int separate, const T *A_nl, T slope) {                                           \
+        const blas_int m = (blas_int)n_units, n = (blas_int)batch, k = (blas_int)rows;         \
+        const blas_int ld = (blas_int)s_width, ldv = (blas_int)n_units;                        \
+        const T one = 1, beta = noise ? 1 : 0;                                                  \
+        const long block = batch * s_width;                                                     \
+        for (long t = 0; t < n_steps; t++) {                                                    \
+            const T *X = S + t * block;                                                         \
+            T *Y = S + (t + 1) * block;                                                         \
+            gemm("N", "N", &m, &n, &k, &one, V, &ldv, X, &ld, &beta, Y + z_col, &ld);          \
+            if (n_nonlinear == 0) continue;                                                     \
+            for (long b = 0; b < batch; b++) {                                                  \
+                T *z = Y + b * s_width + z_col + start;                                         \
+                T *psi = Y + b * s_width + psi_col;                                             \
+                if (separate) {                                                                 \
+                    const T *before = X + b * s_width + z_col + start;                          \
+                    for (long j = 0; j < n_nonlinear; j++) z[j] += A_nl[j] * before[j];         \
+                }                                                                               \
+                for (long j = 0; j < n_nonlinear; j++) psi[j] = z[j] > 0 ? z[j] : slope * z[j]; \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+FORWARD(alrnn_forward_f32, float, sgemm_fn)
+FORWARD(alrnn_forward_f64, double, dgemm_fn)
+
+/* backward: with last = n_steps - 1, for t = last .. 1
+     dL/dz_t[nl] += phi'(z_t) * dL/dpsi_t       (t < last; phi' read off psi_t in S block t+1)
+     H_{t-1}[:, :r_cols] (+)= H_t[:, in_col : in_col + r_rows] R
+     dL/dz_{t-1}[nl] += A_nl * dL/dz_t[nl]       when `separate`
+   and then the first of these for t = 0 (when last > 0). dL/dpsi_t is H's first n_nonlinear
+   columns, dL/dz_t's nonlinear units start at column n_nonlinear + start;
+   phi'(z) = psi > 0 ? 1 : slope, as in neuroalrnn.models.ALRNN.phi. */
+#define BACKWARD(NAME, T, GEMM_T)                                                                \
+    static inline void NAME##_chain(T *h, const T *s, long batch, long h_width, long s_width,   \
+                                    long nl_col, long n_nonlinear, long psi_col, T slope) {     \
+        for (long b = 0; b < batch; b++) {                                                      \
+            T *g = h + b * h_width;                                                             \
+            const T *psi = s + b * s_width + psi_col;                                           \
+            for (long j = 0; j < n_nonlinear; j++) g[nl_col + j] += (psi[j] > 0 ? 1 : slope) * g[j]; \
+        }                                                                                       \
+    }                                                                                           \
+    void NAME(GEMM_T gemm, T *H, long n_steps, long batch, long h_width, const T *R, long r_rows, \
+              long r_cols, long in_col, int accumulate, long n_nonlinear, long start, int separate, \
+              const T *A_nl, const T *S, long s_width, long psi_col, T slope) {                 \
+        const blas_int m = (blas_int)r_cols, n = (blas_int)batch, k = (blas_int)r_rows;        \
+        const blas_int ld = (blas_int)h_width, ldr = (blas_int)r_cols;                         \
+        const T one = 1, beta = accumulate ? 1 : 0;                                             \
+        const long block = batch * h_width, s_block = batch * s_width;                          \
+        const long nl_col = n_nonlinear + start, last = n_steps - 1;                            \
+        for (long t = last; t > 0; t--) {                                                       \
+            T *now = H + t * block, *before = H + (t - 1) * block;                              \
+            if (n_nonlinear && t < last)                                                        \
+                NAME##_chain(now, S + (t + 1) * s_block, batch, h_width, s_width, nl_col,       \
+                             n_nonlinear, psi_col, slope);                                      \
+            gemm("N", "N", &m, &n, &k, &one, R, &ldr, now + in_col, &ld, &beta, before, &ld);  \
+            if (n_nonlinear && separate)                                                        \
+                for (long b = 0; b < batch; b++)                                                \
+                    for (long j = 0; j < n_nonlinear; j++)                                      \
+                        before[b * h_width + nl_col + j] += A_nl[j] * now[b * h_width + nl_col + j]; \
+        }                                                                                       \
+        if (n_nonlinear && last > 0)                                                            \
+            NAME##_chain(H, S + s_block, batch, h_width, s_width, nl_col, n_nonlinear, psi_col, \
+                         slope);                                                                \
+    }
+
+BACKWARD(alrnn_backward_f32, float, sgemm_fn)
+BACKWARD(alrnn_backward_f64, double, dgemm_fn)
