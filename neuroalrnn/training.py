@@ -311,6 +311,7 @@ class Trainer:
             self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=config.lr, foreach=True)
         else:
             self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=True)
+        self._parameters = list(self.model.parameters())
         self.step = 0
         self.elapsed = 0.0
         self.metrics: list[dict[str, Any]] = []
@@ -455,18 +456,25 @@ class Trainer:
         else:
             outputs, _ = self.model(inputs)
         loss = task_loss(outputs, batch)
-        if not torch.isfinite(loss):
-            self._diverged(f"loss is {loss.item()}")
-        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            self._diverged(f"loss is {loss_value}")
+        for parameter in self._parameters:  # Optimizer.zero_grad(set_to_none=True), without its ~50 µs overhead
+            parameter.grad = None
         loss.backward()
-        max_norm = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
-        if not torch.isfinite(grad_norm):
-            self._diverged(f"gradient norm is {grad_norm.item()}")
+        grads = [parameter.grad for parameter in self._parameters if parameter.grad is not None]
+        grad_norm = nn.utils.get_total_norm(grads, foreach=True)
+        norm_value = grad_norm.item()
+        if not math.isfinite(norm_value):
+            self._diverged(f"gradient norm is {norm_value}")
+        # clip_grad_norm_ in two halves: it always rescales, by min(1, clip / (norm + 1e-6)), which is
+        # exactly 1 well below the clip, so the rescaling is skipped there (same result, ~40 µs less).
+        if self.config.grad_clip > 0 and norm_value > 0.99 * self.config.grad_clip:
+            nn.utils.clip_grads_with_norm_(self._parameters, self.config.grad_clip, grad_norm, foreach=True)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        return float(loss.item()), decision_accuracy(outputs.detach().numpy(), batch)
+        return loss_value, decision_accuracy(outputs.detach().numpy(), batch)
 
     def _diverged(self, what: str) -> None:
         kept = (

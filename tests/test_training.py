@@ -9,12 +9,14 @@ import pytest
 import torch
 
 from neuroalrnn.config import TrainConfig
+from neuroalrnn.fast import alrnn_forward_fast
 from neuroalrnn.rundir import CHECKPOINT_FILE, RunDirectoryError, load_checkpoint, read_metrics
 from neuroalrnn.training import (
     Trainer,
     TrainingDiverged,
     learning_rate,
     load_model,
+    task_loss,
     weighted_cross_entropy,
 )
 
@@ -266,3 +268,27 @@ def test_trial_batch_take_trims_padding():
     assert sub.n_steps == lengths.min() and sub.mask.all()
     np.testing.assert_array_equal(sub.inputs, batch.inputs[shortest, : lengths.min()])
     assert sub.conditions["context"].tolist() == batch.conditions["context"][shortest].tolist()
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 1e-3, 1e6])
+def test_an_update_equals_clip_grad_norm_then_adam(tmp_path, tiny_config, grad_clip):
+    """The Trainer's update (its own zero_grad and two-part clipping) is exactly the textbook one."""
+    config = tiny_config.replace(grad_clip=grad_clip, noise_std=0.0)
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    batch = trainer.sample_batch(0)
+    reference = Trainer(config, tmp_path / "reference", progress=False)
+    for step in range(3):
+        trainer._update(batch, 1e-2)
+
+        outputs, _ = alrnn_forward_fast(reference.model, torch.from_numpy(batch.inputs))
+        loss = task_loss(outputs, batch)
+        reference.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(reference.model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+        for group in reference.optimizer.param_groups:
+            group["lr"] = 1e-2
+        reference.optimizer.step()
+    clipped = grad_clip == 1e-3
+    for name, value in _weights(trainer).items():
+        assert torch.equal(value, _weights(reference)[name]), name
+    assert clipped == (torch.linalg.vector_norm(reference.model.W.grad) <= 1e-3 + 1e-6)
