@@ -12,6 +12,7 @@
    X (n x k) @ Y (k x m) is the column-major product Y^T X^T, hence the argument order below. */
 
 #include <stddef.h>
+#include <string.h>
 
 typedef int blas_int; /* LP64: torch's MKL/OpenBLAS ?gemm_ takes 32-bit integers */
 
@@ -23,6 +24,53 @@ typedef void (*dgemm_fn)(const char *, const char *, const blas_int *, const bla
                          const blas_int *, const double *, const double *, const blas_int *,
                          const double *, const blas_int *, const double *, double *,
                          const blas_int *);
+
+/* V (rows x n_units, row-major) with S_t[:, :rows] V = A * z + W Phi*(z) + C s + h (see
+   fast._step_matrix, which builds the same matrix with torch operations):
+     rows [0, inputs_col): 0;  [inputs_col, +K): C^T;  one: h;  [psi, +P): W's nonlinear columns^T;
+     [z, +start): W's linear columns^T;  [z + start, rows): 0;  then diag A added from row z on.
+   A (M), W (M x M), h (M), C (M x K) are contiguous. */
+#define STEP_MATRIX(NAME, T)                                                                     \
+    void NAME(T *V, long rows, long n_units, long n_inputs, long inputs_col, long one,            \
+              long psi, long z, long start, const T *A, const T *W, const T *h, const T *C) {    \
+        const long M = n_units, P = n_units - start;                                            \
+        memset(V, 0, sizeof(T) * rows * M);                                                     \
+        for (long k = 0; k < n_inputs; k++)                                                     \
+            for (long m = 0; m < M; m++) V[(inputs_col + k) * M + m] = C[m * n_inputs + k];     \
+        for (long m = 0; m < M; m++) V[one * M + m] = h[m];                                     \
+        for (long m = 0; m < M; m++) {                                                          \
+            const T *w = W + m * M;                                                             \
+            for (long j = 0; j < P; j++) V[(psi + j) * M + m] = w[start + j];                   \
+            for (long i = 0; i < start; i++) V[(z + i) * M + m] = w[i];                         \
+        }                                                                                       \
+        for (long i = 0; i < rows - z; i++) V[(z + i) * M + i] += A[i];                         \
+    }
+
+STEP_MATRIX(alrnn_step_matrix_f32, float)
+STEP_MATRIX(alrnn_step_matrix_f64, double)
+
+/* R for the backward product (see fast._back_matrix): r_rows x r_cols, row-major,
+     folded (r_rows = M + O, r_cols = P + M):  [[W_nl, W D_lin + diag A], [0, B]]
+     otherwise (r_rows = M, r_cols = M):       [W_nl, W_lin + diag A_lin]
+   W D_lin: W with its nonlinear columns zeroed. B (O x M) is contiguous. */
+#define BACK_MATRIX(NAME, T)                                                                     \
+    void NAME(T *R, long r_rows, long r_cols, long n_units, long start, const T *A, const T *W,  \
+              const T *B) {                                                                     \
+        const long M = n_units, P = n_units - start;                                            \
+        memset(R, 0, sizeof(T) * r_rows * r_cols);                                              \
+        for (long m = 0; m < M; m++) {                                                          \
+            const T *w = W + m * M;                                                             \
+            T *r = R + m * r_cols;                                                              \
+            for (long j = 0; j < P; j++) r[j] = w[start + j];                                   \
+            for (long i = 0; i < start; i++) r[P + i] = w[i];                                   \
+        }                                                                                       \
+        for (long o = 0; o < r_rows - M; o++)                                                   \
+            for (long i = 0; i < M; i++) R[(M + o) * r_cols + P + i] = B[o * M + i];            \
+        for (long i = 0; i < r_cols - P; i++) R[i * r_cols + P + i] += A[i];                    \
+    }
+
+BACK_MATRIX(alrnn_back_matrix_f32, float)
+BACK_MATRIX(alrnn_back_matrix_f64, double)
 
 /* forward: for t in 0 .. n_steps-1
      z_{t+1} = S_t[:, :rows] V            (+ the noise already in z_{t+1} when `noise`)
@@ -60,6 +108,8 @@ FORWARD(alrnn_forward_f64, double, dgemm_fn)
 
 /* backward: with last = n_steps - 1, for t = last .. 1
      dL/dz_t[nl] += phi'(z_t) * dL/dpsi_t       (t < last; phi' read off psi_t in S block t+1)
+     H_t[:, y_col : y_col + O] = dL/dy_{t-1}      (when n_fill = O > 0: from grad_y, (batch, time, O)
+                                                  with strides gy_batch, gy_time, gy_out; block 0's are zeroed)
      H_{t-1}[:, :r_cols] (+)= H_t[:, in_col : in_col + r_rows] R
      dL/dz_{t-1}[nl] += A_nl * dL/dz_t[nl]       when `separate`
    and then the first of these for t = 0 (when last > 0). dL/dpsi_t is H's first n_nonlinear
@@ -76,7 +126,8 @@ FORWARD(alrnn_forward_f64, double, dgemm_fn)
     }                                                                                           \
     void NAME(GEMM_T gemm, T *H, long n_steps, long batch, long h_width, const T *R, long r_rows, \
               long r_cols, long in_col, int accumulate, long n_nonlinear, long start, int separate, \
-              const T *A_nl, const T *S, long s_width, long psi_col, T slope) {                 \
+              const T *A_nl, const T *S, long s_width, long psi_col, T slope, const T *grad_y,   \
+              long gy_batch, long gy_time, long gy_out, long y_col, long n_fill) {                           \
         const blas_int m = (blas_int)r_cols, n = (blas_int)batch, k = (blas_int)r_rows;        \
         const blas_int ld = (blas_int)h_width, ldr = (blas_int)r_cols;                         \
         const T one = 1, beta = accumulate ? 1 : 0;                                             \
@@ -87,12 +138,17 @@ FORWARD(alrnn_forward_f64, double, dgemm_fn)
             if (n_nonlinear && t < last)                                                        \
                 NAME##_chain(now, S + (t + 1) * s_block, batch, h_width, s_width, nl_col,       \
                              n_nonlinear, psi_col, slope);                                      \
+            for (long b = 0; b < batch && n_fill; b++)                                          \
+                for (long o = 0; o < n_fill; o++)                                               \
+                    now[b * h_width + y_col + o] = grad_y[b * gy_batch + (t - 1) * gy_time + o * gy_out]; \
             gemm("N", "N", &m, &n, &k, &one, R, &ldr, now + in_col, &ld, &beta, before, &ld);  \
             if (n_nonlinear && separate)                                                        \
                 for (long b = 0; b < batch; b++)                                                \
                     for (long j = 0; j < n_nonlinear; j++)                                      \
                         before[b * h_width + nl_col + j] += A_nl[j] * now[b * h_width + nl_col + j]; \
         }                                                                                       \
+        for (long b = 0; b < batch && n_fill; b++)                                              \
+            for (long o = 0; o < n_fill; o++) H[b * h_width + y_col + o] = 0;                   \
         if (n_nonlinear && last > 0)                                                            \
             NAME##_chain(H, S + s_block, batch, h_width, s_width, nl_col, n_nonlinear, psi_col, \
                          slope);                                                                \

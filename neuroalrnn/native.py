@@ -54,17 +54,21 @@ class Loops:
     def __init__(self, library: ctypes.CDLL, gemm: dict[torch.dtype, int], path: Path) -> None:
         self.library, self.gemm, self.path = library, gemm, path
         long, ptr, integer = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
-        self.forward, self.backward = {}, {}
+        signatures = {
+            "forward": [ptr, ptr, long, long, long, long, ptr, long, long, long, long, long, integer, integer, ptr,
+                        "scalar"],
+            "backward": [ptr, ptr, long, long, long, ptr, long, long, long, integer, long, long, integer, ptr, ptr,
+                         long, long, "scalar", ptr, long, long, long, long, long],
+            "step_matrix": [ptr, long, long, long, long, long, long, long, long, ptr, ptr, ptr, ptr],
+            "back_matrix": [ptr, long, long, long, long, ptr, ptr, ptr],
+        }
+        self.forward, self.backward, self.step_matrix, self.back_matrix = {}, {}, {}, {}
         for dtype, suffix, scalar in ((torch.float32, "f32", ctypes.c_float), (torch.float64, "f64", ctypes.c_double)):
-            forward = getattr(library, f"alrnn_forward_{suffix}")
-            forward.restype = None
-            forward.argtypes = [ptr, ptr, long, long, long, long, ptr, long, long, long, long, long, integer,
-                                integer, ptr, scalar]
-            backward = getattr(library, f"alrnn_backward_{suffix}")
-            backward.restype = None
-            backward.argtypes = [ptr, ptr, long, long, long, ptr, long, long, long, integer, long, long, integer,
-                                 ptr, ptr, long, long, scalar]
-            self.forward[dtype], self.backward[dtype] = forward, backward
+            for name, argtypes in signatures.items():
+                function = getattr(library, f"alrnn_{name}_{suffix}")
+                function.restype = None
+                function.argtypes = [scalar if kind == "scalar" else kind for kind in argtypes]
+                getattr(self, name)[dtype] = function
 
     def supports(self, dtype: torch.dtype) -> bool:
         return dtype in self.gemm

@@ -95,3 +95,27 @@ def test_the_fast_step_uses_the_compiled_loops_only_on_cpu_and_when_wanted(monke
     assert fast._compiled_loops(like.to(torch.float16)) is None
     monkeypatch.setattr(fast, "USE_COMPILED", False)
     assert fast._compiled_loops(like) is None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("n_units", "n_nonlinear", "n_inputs"), [(12, 0, 3), (12, 1, 3), (16, 6, 5), (12, 12, 1)])
+def test_compiled_matrices_equal_the_torch_built_ones(n_units, n_nonlinear, n_inputs, dtype):
+    loops = native.loops()
+    if loops is None:
+        pytest.skip(native.status())
+    generator = torch.Generator().manual_seed(n_units + n_nonlinear)
+    A, h = (torch.randn(n_units, generator=generator, dtype=dtype) for _ in range(2))
+    W = torch.randn(n_units, n_units, generator=generator, dtype=dtype)
+    C = torch.randn(n_units, n_inputs, generator=generator, dtype=dtype)
+    B = torch.randn(2, n_units, generator=generator, dtype=dtype)
+    for fold_ratio in (1, 10**9):  # every P folded, every P > 0 separate
+        fast.FOLD_RATIO, saved = fold_ratio, fast.FOLD_RATIO
+        try:
+            layout = fast._Layout(n_units, n_nonlinear, n_inputs)
+        finally:
+            fast.FOLD_RATIO = saved
+        assert torch.equal(fast._matrices("step", loops, layout, A, W, h, C, B), fast._step_matrix(A, W, h, C, layout))
+        assert torch.equal(fast._matrices("back", loops, layout, A, W, None, None, B), fast._back_matrix(A, W, B, layout))
+        # Parameters that are views (not contiguous) are made contiguous first, not read with the wrong strides.
+        W_view = W.t().contiguous().t()
+        assert torch.equal(fast._matrices("step", loops, layout, A, W_view, h, C, B), fast._step_matrix(A, W, h, C, layout))
