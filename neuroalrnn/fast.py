@@ -33,6 +33,15 @@ element-wise operation and the readout's gradient one product before the
 loop. The gradients of A, W, C and h are one product Gᵀ S over all
 (time × batch) rows after the loop.
 
+Both time loops, and the building of V and R, run as compiled C
+(:mod:`neuroalrnn.native`: the same operations on the same buffers, with the
+matrix products from torch's own BLAS) where that library builds, and as
+the torch operations described above otherwise (``USE_COMPILED = False``
+forces them). Compiled, a training step at M = 128, batch 32, 100 steps makes
+~400 fewer torch calls; the two agree to rounding, and both are tested
+against ``ALRNN.forward``. Rows of H are padded to a multiple of 8 numbers,
+which makes its products ~12 % faster.
+
 Buffers and their per-step views are kept between calls, per thread: making
 the ~100 views of a buffer costs as much as five time steps. A kept buffer is
 reused only when nothing else holds its storage (no latents kept by the

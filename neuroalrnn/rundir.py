@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    config.json     {"config": TrainConfig fields, "versions": {...}, "created": ...}
+    config.json     {"config": TrainConfig fields, "versions": {..., "time_loops"}, "created": ...}
     checkpoint.pt   model + optimiser + RNG state (torch.save; loaded weights_only)
     metrics.csv     step, loss, accuracy, eval_accuracy, lr, wall_time
     trials.nc       after `neuroalrnn evaluate` (see neuroalrnn.simulate)
@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from . import native
 from .config import TrainConfig
 
 CONFIG_FILE = "config.json"
@@ -110,6 +111,9 @@ def write_config(run_dir: Path, config: TrainConfig) -> None:
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if config.model == "alrnn" and config.fast_step:
+        # Compiled and torch time loops agree to rounding, not bit for bit: say which one trained.
+        record["versions"]["time_loops"] = native.status()
     atomic_write(run_dir / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
