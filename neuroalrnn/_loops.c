@@ -156,3 +156,110 @@ FORWARD(alrnn_forward_f64, double, dgemm_fn)
 
 BACKWARD(alrnn_backward_f32, float, sgemm_fn)
 BACKWARD(alrnn_backward_f64, double, dgemm_fn)
+
+/* The whole forward pass in one call (fast.py's common path): V built into the scratch `V`,
+   S's block rows filled (padding 0, inputs s_t read with strides in_b, in_t, in_k, the constant 1;
+   z_0 and psi_0 from z0, or 0), the time loop, and the outputs Y (O x time*batch, row-major) =
+   B z_t + b for t = 1 .. n_steps, one product. With `noise`, z_{t+1}'s columns of S already hold
+   the noise. */
+#define FORWARD_FULL(NAME, T, GEMM_T, STEP, LOOP)                                                \
+    void NAME(GEMM_T gemm, T *S, long n_steps, long batch, long s_width, long rows, T *V,        \
+              const T *A, const T *W, const T *h, const T *C, const T *inputs, long in_b,       \
+              long in_t, long in_k, const T *z0, long n_units, long n_inputs, long inputs_col,  \
+              long one, long psi, long z, long start, int noise, int separate, T slope,         \
+              const T *B, const T *bias, long n_outputs, T *outputs) {                          \
+        const long M = n_units, P = n_units - start, N = n_steps * batch;                      \
+        STEP(V, rows, M, n_inputs, inputs_col, one, psi, z, start, A, W, h, C);                 \
+        for (long t = 0; t < n_steps; t++)                                                      \
+            for (long b = 0; b < batch; b++) {                                                  \
+                T *row = S + (t * batch + b) * s_width;                                         \
+                const T *s = inputs + b * in_b + t * in_t;                                      \
+                for (long c = 0; c < inputs_col; c++) row[c] = 0;                               \
+                for (long k = 0; k < n_inputs; k++) row[inputs_col + k] = s[k * in_k];          \
+                row[one] = 1;                                                                   \
+            }                                                                                   \
+        for (long b = 0; b < batch; b++) {                                                      \
+            T *row = S + b * s_width;                                                           \
+            if (z0 == NULL) {                                                                   \
+                for (long c = psi; c < z + M; c++) row[c] = 0;                                  \
+                continue;                                                                       \
+            }                                                                                   \
+            for (long i = 0; i < M; i++) row[z + i] = z0[b * M + i];                            \
+            for (long j = 0; j < P; j++) {                                                      \
+                const T x = z0[b * M + start + j];                                              \
+                row[psi + j] = x > 0 ? x : slope * x;                                           \
+            }                                                                                   \
+        }                                                                                       \
+        LOOP(gemm, S, n_steps, batch, s_width, rows, V, M, z, start, P, psi, noise, separate,   \
+             A + start, slope);                                                                 \
+        const blas_int n = (blas_int)N, o = (blas_int)n_outputs, k = (blas_int)M;              \
+        const blas_int ld = (blas_int)s_width, ldb = (blas_int)M;                              \
+        const T unit = 1;                                                                       \
+        for (long r = 0; r < n_outputs; r++)                                                    \
+            for (long c = 0; c < N; c++) outputs[r * N + c] = bias[r];                          \
+        gemm("T", "N", &n, &o, &k, &unit, S + batch * s_width + z, &ld, B, &ldb, &unit,         \
+             outputs, &n);                                                                      \
+    }
+
+FORWARD_FULL(alrnn_forward_full_f32, float, sgemm_fn, alrnn_step_matrix_f32, alrnn_forward_f32)
+FORWARD_FULL(alrnn_forward_full_f64, double, dgemm_fn, alrnn_step_matrix_f64, alrnn_forward_f64)
+
+/* The whole backward pass in one call for the common case (fast.py): A_nl * z_nl folded into the
+   product, a loss on the outputs only (dL/dy, (batch, time, O) with strides gy_b, gy_t, gy_o),
+   no gradient for z0. Builds R into the scratch `R`, starts H's last block from dL/dy_last B,
+   runs the loop, takes the weight gradients as one product (`products`, g_cols x s_cols
+   row-major: g_cols = M, or M + O with `readout`) and writes them out: grad_A (M), grad_W (M x M),
+   grad_h (M), grad_C (M x K) and, with `readout`, grad_B (O x M) and grad_b (O). */
+#define BACKWARD_FULL(NAME, T, GEMM_T, BACKM, LOOP)                                              \
+    void NAME(GEMM_T gemm, T *H, long n_steps, long batch, long h_width, T *R, const T *A,      \
+              const T *W, const T *B, long n_outputs, const T *S, long s_width, long s_cols,    \
+              long inputs_col, long one, long psi, long z, long n_units, long n_inputs,         \
+              long start, T slope, const T *grad_y, long gy_b, long gy_t, long gy_o,           \
+              int readout, T *products, T *grad_A, T *grad_W, T *grad_h, T *grad_C, T *grad_B, \
+              T *grad_b) {                                                                      \
+        const long M = n_units, P = n_units - start, O = n_outputs, last = n_steps - 1;        \
+        const long r_rows = M + O, r_cols = P + M, h_block = batch * h_width;                   \
+        BACKM(R, r_rows, r_cols, M, start, A, W, B);                                            \
+        for (long b = 0; b < batch; b++) {                                                      \
+            T *row = H + last * h_block + b * h_width;                                          \
+            const T *dy = grad_y + b * gy_b + last * gy_t;                                      \
+            for (long j = 0; j < P; j++) row[j] = 0;                                            \
+            for (long i = 0; i < M; i++) {                                                      \
+                T sum = 0;                                                                      \
+                for (long o = 0; o < O; o++) sum += dy[o * gy_o] * B[o * M + i];                \
+                row[P + i] = sum;                                                               \
+            }                                                                                   \
+        }                                                                                       \
+        LOOP(gemm, H, n_steps, batch, h_width, R, r_rows, r_cols, P, 0, P, start, 0, NULL, S,   \
+             s_width, psi, slope, grad_y, gy_b, gy_t, gy_o, P + M, O);                          \
+        const long g_cols = M + (readout ? O : 0);                                              \
+        const blas_int m = (blas_int)s_cols, n = (blas_int)g_cols, k = (blas_int)(n_steps * batch); \
+        const blas_int lds = (blas_int)s_width, ldh = (blas_int)h_width;                       \
+        const T unit = 1, zero = 0;                                                             \
+        gemm("N", "T", &m, &n, &k, &unit, S, &lds, H + P, &ldh, &zero, products, &m);          \
+        for (long i = 0; i < M; i++) {                                                          \
+            const T *row = products + i * s_cols;                                               \
+            grad_A[i] = row[z + i];                                                             \
+            for (long c = 0; c < start; c++) grad_W[i * M + c] = row[z + c];                    \
+            for (long j = 0; j < P; j++) grad_W[i * M + start + j] = row[psi + j];              \
+            for (long c = 0; c < n_inputs; c++) grad_C[i * n_inputs + c] = row[inputs_col + c]; \
+            grad_h[i] = row[one];                                                               \
+        }                                                                                       \
+        if (!readout) return;                                                                   \
+        /* the readout's gradient for steps 1 .. T-1 came with the product; add step T's */     \
+        const T *z_last = S + n_steps * batch * s_width + z;                                    \
+        for (long o = 0; o < O; o++) {                                                          \
+            const T *row = products + (M + o) * s_cols;                                         \
+            T sum = 0;                                                                          \
+            for (long i = 0; i < M; i++) grad_B[o * M + i] = row[z + i];                        \
+            for (long b = 0; b < batch; b++) {                                                  \
+                const T dy = grad_y[b * gy_b + last * gy_t + o * gy_o];                         \
+                sum += dy;                                                                      \
+                for (long i = 0; i < M; i++) grad_B[o * M + i] += dy * z_last[b * s_width + i]; \
+            }                                                                                   \
+            grad_b[o] = row[one] + sum;                                                         \
+        }                                                                                       \
+    }
+
+BACKWARD_FULL(alrnn_backward_full_f32, float, sgemm_fn, alrnn_back_matrix_f32, alrnn_backward_f32)
+BACKWARD_FULL(alrnn_backward_full_f64, double, dgemm_fn, alrnn_back_matrix_f64, alrnn_backward_f64)

@@ -295,50 +295,21 @@ class ALRNNFunction(torch.autograd.Function):
         ctx.set_materialize_grads(False)
         with torch.no_grad():
             compiled = _compiled_loops(A)
-            V = _matrices("step", compiled, layout, A, W, h, C, B)
             columns = {"in": slice(0, layout.rows), "z": slice(z, None)}
             if n_nonlinear:
                 columns.update(nonlinear=slice(nonlinear, None), psi=slice(psi, z))
             key = (n_units, n_nonlinear, n_inputs, layout.fold)
             buffer, new = _buffer("S", key, (n_steps + 1, batch, layout.width), A, columns)
-            if new:
-                buffer.tensor[:, :, : layout.inputs] = 0
-                buffer.tensor[:, :, layout.one] = 1
             # S[t] = S_t for t < T; S[T] holds z_T and ψ_T only (its other columns are never read).
             S = buffer.tensor[: n_steps + 1]
-            S[:n_steps, :, layout.inputs : layout.one] = inputs.transpose(0, 1)
-            if z0 is None:
-                S[0, :, psi:] = 0
+            if compiled is not None:  # everything in one call, the noise (if any) put in first
+                if noise is not None:
+                    torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
+                outputs = _forward_compiled(compiled, S, layout, inputs, z0, noise is not None, A, W, h, C, B, b, slope)
+                latents = S[1:].view(n_steps * batch, layout.width)[:, z:]
             else:
-                S[0, :, z:] = z0
-                if n_nonlinear:
-                    _phi(z0[:, layout.start :], slope, out=S[0, :, psi:z])
-            in_blocks, z_blocks = buffer.views["in"], buffer.views["z"]
-            if n_nonlinear:
-                nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
-                A_nonlinear = A[layout.start :]
-            separate = n_nonlinear and not layout.fold
-            if noise is not None:
-                torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
-            if compiled is not None:
-                A_nonlinear = A[layout.start :].contiguous()
-                compiled.forward[A.dtype](
-                    compiled.gemm[A.dtype], S.data_ptr(), n_steps, batch, layout.width, layout.rows, V.data_ptr(),
-                    n_units, z, layout.start, n_nonlinear, psi, noise is not None, bool(separate),
-                    A_nonlinear.data_ptr(), slope,
-                )
-            for t in range(n_steps if compiled is None else 0):
-                if noise is None:
-                    torch.mm(in_blocks[t], V, out=z_blocks[t + 1])
-                else:
-                    z_blocks[t + 1].addmm_(in_blocks[t], V)
-                if separate:
-                    nonlinear_blocks[t + 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
-                if n_nonlinear:
-                    _phi(nonlinear_blocks[t + 1], slope, out=psi_blocks[t + 1])
-            latents = S[1:].view(n_steps * batch, layout.width)[:, z:]
-            # (O × M)(M × rows): MKL is several times faster this way round than rows × M by M × O.
-            outputs = torch.mm(B, latents.t()).add_(b.unsqueeze(1))
+                outputs, latents = _forward_torch(buffer, new, S, layout, inputs, z0, noise, noise_scale,
+                                                  A, W, h, C, B, b, slope)
             outputs = outputs.t().view(n_steps, batch, -1).transpose(0, 1)
             latents = latents.view(n_steps, batch, n_units).transpose(0, 1)
         ctx.save_for_backward(S, z0, A, W, C, B)
@@ -348,128 +319,218 @@ class ALRNNFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_outputs, grad_latents):
-        S, z0, A, W, C, B = ctx.saved_tensors
-        n_nonlinear, slope = ctx.n_nonlinear, ctx.slope
-        need = dict(zip(("inputs", "z0", "noise", "A", "W", "h", "C", "B", "b"), ctx.needs_input_grad))
-        (n_outputs, n_units), n_inputs = B.shape, C.shape[1]
-        n_steps, batch = S.shape[0] - 1, S.shape[1]
-        rows, last = n_steps * batch, n_steps - 1
-        layout = _Layout(n_units, n_nonlinear, n_inputs)
-        start, fold = layout.start, layout.fold
-        # H[t] = [∂L/∂ψ_t (P), ∂L/∂z_t (M)] and, folded, ∂L/∂y_{t-1} (O): then the product of
-        # H[t]'s last M + O columns with R is H[t-1]'s first P + M, the readout's gradient riding
-        # along. ∂L/∂z_t is final (g_t) once φ'(z_t) ⊙ ∂L/∂ψ_t is added.
-        P, M, O = n_nonlinear, n_units, (n_outputs if fold else 0)
-        with torch.no_grad():
-            compiled = _compiled_loops(S)
-            R = _matrices("back", compiled, layout, A, W, None, None, B)
-            columns = {"in": slice(P, P + M + O), "out": slice(0, R.shape[1])}
-            if P:
-                columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
-            width = P + M + O + (-(P + M + O) % 8)  # rows a multiple of 8 long: ~12 % faster products
-            buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, width), S, columns)
-            H = buffer.tensor[:n_steps]
-            in_blocks, out_blocks = buffer.views["in"], buffer.views["out"]
-            G = H.view(rows, -1)[:, P : P + M]  # g_t, each block final once the loop has passed it
-            have_y = grad_outputs is not None
-            # Folded, the compiled loop copies ∂L/∂y_{t-1} into H[t] itself, just before it is used.
-            fill = compiled is not None and fold and have_y
-            grad_y = grad_outputs.transpose(0, 1).contiguous() if have_y and not fill else None  # time-major
-            last_y = grad_outputs[:, last] if have_y else None
-            accumulate = grad_latents is not None or not fold
-            if fold:
-                if not have_y:
-                    H[:, :, P + M : P + M + O] = 0
-                    H[last, :, P:] = 0
-                else:
-                    if not fill:
-                        H[0, :, P + M : P + M + O] = 0
-                        H[1:, :, P + M : P + M + O] = grad_y[:last]
-                    torch.mm(last_y, B, out=H[last, :, P : P + M])
-                H[last, :, :P] = 0
-                if grad_latents is not None:  # the products add onto ∂L/∂z_t from the latents
-                    H[:last, :, P : P + M] = grad_latents[:, :last].transpose(0, 1)
-                    H[:last, :, :P] = 0
-                    H[last, :, P : P + M] += grad_latents[:, last]
+        return _backward(ctx, grad_outputs, grad_latents)
+
+
+def _forward_compiled(compiled: native.Loops, S, layout: _Layout, inputs, z0, noise: bool, A, W, h, C, B, b,
+                      slope: float) -> torch.Tensor:
+    """Build V, fill S, run the loop and the readout in one compiled call; returns outputs (O, time × batch)."""
+    n_steps, batch = S.shape[0] - 1, S.shape[1]
+    A, W, h, C, B, b = (tensor.contiguous() for tensor in (A, W, h, C, B, b))  # alive through the call
+    z0 = None if z0 is None else z0.contiguous()
+    V = A.new_empty(layout.rows, layout.n_units)
+    outputs = A.new_empty(B.shape[0], n_steps * batch)
+    compiled.forward_full[A.dtype](
+        compiled.gemm[A.dtype], S.data_ptr(), n_steps, batch, layout.width, layout.rows, V.data_ptr(),
+        A.data_ptr(), W.data_ptr(), h.data_ptr(), C.data_ptr(), inputs.data_ptr(), *inputs.stride(),
+        None if z0 is None else z0.data_ptr(), layout.n_units, layout.n_inputs, layout.inputs, layout.one,
+        layout.psi, layout.z, layout.start, noise, bool(layout.n_nonlinear and not layout.fold), slope,
+        B.data_ptr(), b.data_ptr(), B.shape[0], outputs.data_ptr(),
+    )
+    return outputs
+
+
+def _forward_torch(buffer: _Buffer, new: bool, S, layout: _Layout, inputs, z0, noise, noise_scale: float,
+                   A, W, h, C, B, b, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward pass as torch operations; returns outputs (O, time × batch) and latents (time × batch, M)."""
+    n_steps, batch = S.shape[0] - 1, S.shape[1]
+    n_units, n_nonlinear = layout.n_units, layout.n_nonlinear
+    z, psi = layout.z, layout.psi
+    V = _step_matrix(A, W, h, C, layout)
+    if new:
+        buffer.tensor[:, :, : layout.inputs] = 0
+        buffer.tensor[:, :, layout.one] = 1
+    S[:n_steps, :, layout.inputs : layout.one] = inputs.transpose(0, 1)
+    if z0 is None:
+        S[0, :, psi:] = 0
+    else:
+        S[0, :, z:] = z0
+        if n_nonlinear:
+            _phi(z0[:, layout.start :], slope, out=S[0, :, psi:z])
+    in_blocks, z_blocks = buffer.views["in"], buffer.views["z"]
+    if n_nonlinear:
+        nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
+        A_nonlinear = A[layout.start :]
+    separate = n_nonlinear and not layout.fold
+    if noise is not None:
+        torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
+    for t in range(n_steps):
+        if noise is None:
+            torch.mm(in_blocks[t], V, out=z_blocks[t + 1])
+        else:
+            z_blocks[t + 1].addmm_(in_blocks[t], V)
+        if separate:
+            nonlinear_blocks[t + 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
+        if n_nonlinear:
+            _phi(nonlinear_blocks[t + 1], slope, out=psi_blocks[t + 1])
+    latents = S[1:].view(n_steps * batch, layout.width)[:, z:]
+    # (O × M)(M × rows): MKL is several times faster this way round than rows × M by M × O.
+    outputs = torch.mm(B, latents.t()).add_(b.unsqueeze(1))
+    return outputs, latents
+
+
+def _backward_compiled(compiled: native.Loops, H, S, layout: _Layout, A, W, C, B, grad_outputs, need: dict,
+                       slope: float, noise_scale: float) -> tuple:
+    """The backward pass in one compiled call: folded, a loss on the outputs only, no gradient for z0."""
+    n_steps, batch = S.shape[0] - 1, S.shape[1]
+    M, P, K, O = layout.n_units, layout.n_nonlinear, layout.n_inputs, B.shape[0]
+    A, W, B = (tensor.contiguous() for tensor in (A, W, B))  # alive through the call
+    readout = need["B"] or need["b"]
+    R = S.new_empty(M + O, P + M)
+    products = S.new_empty(M + (O if readout else 0), layout.rows)
+    grad_A, grad_W, grad_h, grad_C = S.new_empty(M), S.new_empty(M, M), S.new_empty(M), S.new_empty(M, K)
+    grad_B, grad_b = (S.new_empty(O, M), S.new_empty(O)) if readout else (None, None)
+    compiled.backward_full[S.dtype](
+        compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2], R.data_ptr(), A.data_ptr(), W.data_ptr(),
+        B.data_ptr(), O, S.data_ptr(), layout.width, layout.rows, layout.inputs, layout.one, layout.psi, layout.z,
+        M, K, layout.start, slope, grad_outputs.data_ptr(), *grad_outputs.stride(), readout, products.data_ptr(),
+        grad_A.data_ptr(), grad_W.data_ptr(), grad_h.data_ptr(), grad_C.data_ptr(),
+        None if grad_B is None else grad_B.data_ptr(), None if grad_b is None else grad_b.data_ptr(),
+    )
+    G = H.view(n_steps * batch, -1)[:, P : P + M]
+    grad_inputs = torch.mm(G, C).view(n_steps, batch, K).transpose(0, 1) if need["inputs"] else None
+    grad_noise = (G * noise_scale).view(n_steps, batch, M).transpose(0, 1) if need["noise"] else None
+    kept = [grad if need[name] else None for name, grad in
+            (("A", grad_A), ("W", grad_W), ("h", grad_h), ("C", grad_C), ("B", grad_B), ("b", grad_b))]
+    return grad_inputs, None, grad_noise, *kept, None, None, None
+
+
+def _backward(ctx, grad_outputs, grad_latents):
+    S, z0, A, W, C, B = ctx.saved_tensors
+    n_nonlinear, slope = ctx.n_nonlinear, ctx.slope
+    need = dict(zip(("inputs", "z0", "noise", "A", "W", "h", "C", "B", "b"), ctx.needs_input_grad))
+    (n_outputs, n_units), n_inputs = B.shape, C.shape[1]
+    n_steps, batch = S.shape[0] - 1, S.shape[1]
+    rows, last = n_steps * batch, n_steps - 1
+    layout = _Layout(n_units, n_nonlinear, n_inputs)
+    start, fold = layout.start, layout.fold
+    # H[t] = [∂L/∂ψ_t (P), ∂L/∂z_t (M)] and, folded, ∂L/∂y_{t-1} (O): then the product of
+    # H[t]'s last M + O columns with R is H[t-1]'s first P + M, the readout's gradient riding
+    # along. ∂L/∂z_t is final (g_t) once φ'(z_t) ⊙ ∂L/∂ψ_t is added.
+    P, M, O = n_nonlinear, n_units, (n_outputs if fold else 0)
+    with torch.no_grad():
+        compiled = _compiled_loops(S)
+        columns = {"in": slice(P, P + M + O), "out": slice(0, P + (M if fold else start))}
+        if P:
+            columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
+        width = P + M + O + (-(P + M + O) % 8)  # rows a multiple of 8 long: ~12 % faster products
+        buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, width), S, columns)
+        H = buffer.tensor[:n_steps]
+        if (compiled is not None and fold and grad_outputs is not None and grad_latents is None
+                and not (need["z0"] and z0 is not None)):  # the training step's case: all in one call
+            return _backward_compiled(compiled, H, S, layout, A, W, C, B, grad_outputs, need, slope, ctx.noise_scale)
+        R = _matrices("back", compiled, layout, A, W, None, None, B)
+        in_blocks, out_blocks = buffer.views["in"], buffer.views["out"]
+        G = H.view(rows, -1)[:, P : P + M]  # g_t, each block final once the loop has passed it
+        have_y = grad_outputs is not None
+        # Folded, the compiled loop copies ∂L/∂y_{t-1} into H[t] itself, just before it is used.
+        fill = compiled is not None and fold and have_y
+        grad_y = grad_outputs.transpose(0, 1).contiguous() if have_y and not fill else None  # time-major
+        last_y = grad_outputs[:, last] if have_y else None
+        accumulate = grad_latents is not None or not fold
+        if fold:
+            if not have_y:
+                H[:, :, P + M : P + M + O] = 0
+                H[last, :, P:] = 0
             else:
-                H[:, :, :P] = 0
-                if not have_y:
-                    G.zero_()
-                else:
-                    torch.mm(grad_y.view(rows, n_outputs), B, out=G)
-                if grad_latents is not None:
-                    G += grad_latents.transpose(0, 1).reshape(rows, M)
+                if not fill:
+                    H[0, :, P + M : P + M + O] = 0
+                    H[1:, :, P + M : P + M + O] = grad_y[:last]
+                torch.mm(last_y, B, out=H[last, :, P : P + M])
+            H[last, :, :P] = 0
+            if grad_latents is not None:  # the products add onto ∂L/∂z_t from the latents
+                H[:last, :, P : P + M] = grad_latents[:, :last].transpose(0, 1)
+                H[:last, :, :P] = 0
+                H[last, :, P : P + M] += grad_latents[:, last]
+        else:
+            H[:, :, :P] = 0
+            if not have_y:
+                G.zero_()
+            else:
+                torch.mm(grad_y.view(rows, n_outputs), B, out=G)
+            if grad_latents is not None:
+                G += grad_latents.transpose(0, 1).reshape(rows, M)
+        if P:
+            nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
+            A_nonlinear = A[start:].contiguous()
+        if compiled is not None:
+            compiled.backward[S.dtype](
+                compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2], R.data_ptr(), R.shape[0],
+                R.shape[1], P, accumulate, P, start, bool(P and not fold), A_nonlinear.data_ptr() if P else None,
+                S.data_ptr(), layout.width, layout.psi, slope,
+                grad_outputs.data_ptr() if fill else None, *(grad_outputs.stride() if fill else (0, 0, 0)),
+                P + M, O if fill else 0,
+            )
+        elif P:
+            # φ'(z_t) from ψ_t = φ(z_t) in S[t + 1]: 1 where ψ > 0, else the slope.
+            masks, _ = _buffer("mask", (), (n_steps + 1, batch, P), S, {"all": slice(None)})
+            _phi_derivative(S[:, :, layout.psi : layout.z], slope, out=masks.tensor[: n_steps + 1])
+            mask_blocks = masks.views["all"]
+        for t in range(last if compiled is None else 0, 0, -1):
+            if P and t < last:
+                nonlinear_blocks[t].addcmul_(psi_blocks[t], mask_blocks[t + 1])
+            if accumulate:
+                out_blocks[t - 1].addmm_(in_blocks[t], R)
+            else:
+                torch.mm(in_blocks[t], R, out=out_blocks[t - 1])
+            if P and not fold:
+                nonlinear_blocks[t - 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
+        if compiled is None and P and last > 0:
+            nonlinear_blocks[0].addcmul_(psi_blocks[0], mask_blocks[1])
+
+        grad_z0 = None
+        if need["z0"] and z0 is not None:
+            # One more step of the loop, into a fresh [∂L/∂ψ, ∂L/∂z] of z0 (H[0]'s ∂L/∂y_{-1} is 0).
+            before = S.new_zeros(batch, P + M)
+            before.narrow(1, 0, R.shape[1]).addmm_(in_blocks[0], R)
             if P:
-                nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
-                A_nonlinear = A[start:].contiguous()
-            if compiled is not None:
-                compiled.backward[S.dtype](
-                    compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2], R.data_ptr(), R.shape[0],
-                    R.shape[1], P, accumulate, P, start, bool(P and not fold), A_nonlinear.data_ptr() if P else None,
-                    S.data_ptr(), layout.width, layout.psi, slope,
-                    grad_outputs.data_ptr() if fill else None, *(grad_outputs.stride() if fill else (0, 0, 0)),
-                    P + M, O if fill else 0,
-                )
-            elif P:
-                # φ'(z_t) from ψ_t = φ(z_t) in S[t + 1]: 1 where ψ > 0, else the slope.
-                masks, _ = _buffer("mask", (), (n_steps + 1, batch, P), S, {"all": slice(None)})
-                _phi_derivative(S[:, :, layout.psi : layout.z], slope, out=masks.tensor[: n_steps + 1])
-                mask_blocks = masks.views["all"]
-            for t in range(last if compiled is None else 0, 0, -1):
-                if P and t < last:
-                    nonlinear_blocks[t].addcmul_(psi_blocks[t], mask_blocks[t + 1])
-                if accumulate:
-                    out_blocks[t - 1].addmm_(in_blocks[t], R)
-                else:
-                    torch.mm(in_blocks[t], R, out=out_blocks[t - 1])
-                if P and not fold:
-                    nonlinear_blocks[t - 1].addcmul_(nonlinear_blocks[t], A_nonlinear)
-            if compiled is None and P and last > 0:
-                nonlinear_blocks[0].addcmul_(psi_blocks[0], mask_blocks[1])
+                if not fold:
+                    before[:, P + start :].addcmul_(nonlinear_blocks[0], A_nonlinear)
+                before[:, P + start :].addcmul_(before[:, :P], _phi_derivative(S[0, :, layout.psi : layout.z], slope))
+            grad_z0 = before[:, P:]
 
-            grad_z0 = None
-            if need["z0"] and z0 is not None:
-                # One more step of the loop, into a fresh [∂L/∂ψ, ∂L/∂z] of z0 (H[0]'s ∂L/∂y_{-1} is 0).
-                before = S.new_zeros(batch, P + M)
-                before.narrow(1, 0, R.shape[1]).addmm_(in_blocks[0], R)
-                if P:
-                    if not fold:
-                        before[:, P + start :].addcmul_(nonlinear_blocks[0], A_nonlinear)
-                    before[:, P + start :].addcmul_(before[:, :P], _phi_derivative(S[0, :, layout.psi : layout.z], slope))
-                grad_z0 = before[:, P:]
-
-            grad_A = grad_W = grad_h = grad_C = grad_B = grad_b = None
-            # Folded, the product below also takes Σ_t ∂L/∂y_{t-1}ᵀ S_t, the readout's gradient but for
-            # the last step, from the ∂L/∂y columns of H (cheaper than a pass over the latents of its own).
-            readout_along = fold and have_y and (need["B"] or need["b"])
-            if need["A"] or need["W"] or need["C"] or need["h"] or readout_along:
-                # Σ_t g_tᵀ S_t = ∂L/∂Vᵀ over the columns of S_t in the product. The (zero) padding columns
-                # are included: an aligned start makes the product ~6 % faster than the two columns cost.
-                # Unfolded, A_nl's gradient is the diagonal of the columns left out: an element-wise product.
-                first = 0
-                G_rows = H.view(rows, -1)[:, P : P + M + (O if readout_along else 0)]
-                products = torch.mm(G_rows.t(), S[:n_steps].view(rows, -1)[:, first : layout.rows])
-                grad_W = products.new_empty(M, M)
-                grad_W.narrow(1, 0, start).copy_(products[:M, layout.z - first : layout.nonlinear - first])
-                grad_W.narrow(1, start, P).copy_(products[:M, layout.psi - first : layout.z - first])
-                grad_A = products[:M, layout.z - first :].diagonal()
-                if P and not fold:
-                    z_nonlinear, g_nonlinear = S[:n_steps, :, layout.nonlinear :], H[:, :, P + start : P + M]
-                    grad_A = torch.cat([grad_A, torch.linalg.vecdot(z_nonlinear, g_nonlinear, dim=1).sum(0)])
-                grad_C = products[:M, layout.inputs - first : layout.one - first]  # views: autograd copies them into .grad
-                grad_h = products[:M, layout.one - first]
-            if readout_along:
-                readout = products[M:]
-                grad_B = torch.addmm(readout[:, layout.z - first :], last_y.t(), S[n_steps, :, layout.z :])
-                grad_b = readout[:, layout.one - first] + last_y.sum(0)
-            elif have_y:
-                if need["B"]:
-                    grad_B = torch.mm(grad_y.view(rows, n_outputs).t(), S[1:].view(rows, -1)[:, layout.z :])
-                if need["b"]:
-                    grad_b = grad_y.sum((0, 1))
-            grad_inputs = grad_noise = None
-            if need["inputs"]:
-                grad_inputs = torch.mm(G, C).view(n_steps, batch, n_inputs).transpose(0, 1)
-            if need["noise"]:
-                grad_noise = (G * ctx.noise_scale).view(n_steps, batch, n_units).transpose(0, 1)
-        return grad_inputs, grad_z0, grad_noise, grad_A, grad_W, grad_h, grad_C, grad_B, grad_b, None, None, None
+        grad_A = grad_W = grad_h = grad_C = grad_B = grad_b = None
+        # Folded, the product below also takes Σ_t ∂L/∂y_{t-1}ᵀ S_t, the readout's gradient but for
+        # the last step, from the ∂L/∂y columns of H (cheaper than a pass over the latents of its own).
+        readout_along = fold and have_y and (need["B"] or need["b"])
+        if need["A"] or need["W"] or need["C"] or need["h"] or readout_along:
+            # Σ_t g_tᵀ S_t = ∂L/∂Vᵀ over the columns of S_t in the product. The (zero) padding columns
+            # are included: an aligned start makes the product ~6 % faster than the two columns cost.
+            # Unfolded, A_nl's gradient is the diagonal of the columns left out: an element-wise product.
+            first = 0
+            G_rows = H.view(rows, -1)[:, P : P + M + (O if readout_along else 0)]
+            products = torch.mm(G_rows.t(), S[:n_steps].view(rows, -1)[:, first : layout.rows])
+            grad_W = products.new_empty(M, M)
+            grad_W.narrow(1, 0, start).copy_(products[:M, layout.z - first : layout.nonlinear - first])
+            grad_W.narrow(1, start, P).copy_(products[:M, layout.psi - first : layout.z - first])
+            grad_A = products[:M, layout.z - first :].diagonal()
+            if P and not fold:
+                z_nonlinear, g_nonlinear = S[:n_steps, :, layout.nonlinear :], H[:, :, P + start : P + M]
+                grad_A = torch.cat([grad_A, torch.linalg.vecdot(z_nonlinear, g_nonlinear, dim=1).sum(0)])
+            grad_C = products[:M, layout.inputs - first : layout.one - first]  # views: autograd copies them into .grad
+            grad_h = products[:M, layout.one - first]
+        if readout_along:
+            readout = products[M:]
+            grad_B = torch.addmm(readout[:, layout.z - first :], last_y.t(), S[n_steps, :, layout.z :])
+            grad_b = readout[:, layout.one - first] + last_y.sum(0)
+        elif have_y:
+            if need["B"]:
+                grad_B = torch.mm(grad_y.view(rows, n_outputs).t(), S[1:].view(rows, -1)[:, layout.z :])
+            if need["b"]:
+                grad_b = grad_y.sum((0, 1))
+        grad_inputs = grad_noise = None
+        if need["inputs"]:
+            grad_inputs = torch.mm(G, C).view(n_steps, batch, n_inputs).transpose(0, 1)
+        if need["noise"]:
+            grad_noise = (G * ctx.noise_scale).view(n_steps, batch, n_units).transpose(0, 1)
+    return grad_inputs, grad_z0, grad_noise, grad_A, grad_W, grad_h, grad_C, grad_B, grad_b, None, None, None

@@ -61,8 +61,15 @@ class Loops:
                          long, long, "scalar", ptr, long, long, long, long, long],
             "step_matrix": [ptr, long, long, long, long, long, long, long, long, ptr, ptr, ptr, ptr],
             "back_matrix": [ptr, long, long, long, long, ptr, ptr, ptr],
+            "forward_full": [ptr, ptr, long, long, long, long, ptr, ptr, ptr, ptr, ptr, ptr, long, long, long, ptr,
+                             long, long, long, long, long, long, long, integer, integer, "scalar", ptr, ptr, long,
+                             ptr],
+            "backward_full": [ptr, ptr, long, long, long, ptr, ptr, ptr, ptr, long, ptr, long, long, long, long,
+                              long, long, long, long, long, "scalar", ptr, long, long, long, integer, ptr, ptr, ptr,
+                              ptr, ptr, ptr, ptr],
         }
         self.forward, self.backward, self.step_matrix, self.back_matrix = {}, {}, {}, {}
+        self.forward_full, self.backward_full = {}, {}
         for dtype, suffix, scalar in ((torch.float32, "f32", ctypes.c_float), (torch.float64, "f64", ctypes.c_double)):
             for name, argtypes in signatures.items():
                 function = getattr(library, f"alrnn_{name}_{suffix}")
