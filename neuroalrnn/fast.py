@@ -33,14 +33,17 @@ element-wise operation and the readout's gradient one product before the
 loop. The gradients of A, W, C and h are one product Gᵀ S over all
 (time × batch) rows after the loop.
 
-Both time loops, and the building of V and R, run as compiled C
-(:mod:`neuroalrnn.native`: the same operations on the same buffers, with the
-matrix products from torch's own BLAS) where that library builds, and as
-the torch operations described above otherwise (``USE_COMPILED = False``
-forces them). Compiled, a training step at M = 128, batch 32, 100 steps makes
-~400 fewer torch calls; the two agree to rounding, and both are tested
-against ``ALRNN.forward``. Rows of H are padded to a multiple of 8 numbers,
-which makes its products ~12 % faster.
+Where the compiled library of :mod:`neuroalrnn.native` builds, the same
+operations on the same buffers run as C, with the matrix products from
+torch's own BLAS: the forward pass (V, S, the loop, the readout) is one call,
+and so is the backward pass in the training step's case (folded, a loss on
+the outputs only, no gradient for z0: R, H, the loop, the weight gradients);
+in other cases the backward loop and R are compiled and the rest stays in
+torch. Otherwise, or with ``USE_COMPILED = False``, everything runs as the
+torch operations described above. Compiled, a training step at M = 128,
+batch 32, 100 steps makes ~450 fewer torch calls; the two agree to rounding,
+and both are tested against ``ALRNN.forward``. Rows of H are padded to a
+multiple of 8 numbers, which makes its products ~12 % faster.
 
 Buffers and their per-step views are kept between calls, per thread: making
 the ~100 views of a buffer costs as much as five time steps. A kept buffer is
@@ -187,21 +190,12 @@ def _back_matrix(A, W, B, layout: _Layout) -> torch.Tensor:
     return R
 
 
-def _matrices(which: str, compiled: native.Loops | None, layout: _Layout, A, W, h, C, B) -> torch.Tensor:
-    """V (``which="step"``) or R (``"back"``), built by the compiled loops' library when there is one.
-
-    Both ways give the same matrix (tested); the compiled one saves ~20 torch calls per training step.
-    """
+def _back_matrix_of(compiled: native.Loops | None, layout: _Layout, A, W, B) -> torch.Tensor:
+    """R (see :func:`_back_matrix`), built by the compiled library when there is one (the same matrix, tested)."""
     if compiled is None:
-        return _step_matrix(A, W, h, C, layout) if which == "step" else _back_matrix(A, W, B, layout)
+        return _back_matrix(A, W, B, layout)
     M, P = layout.n_units, layout.n_nonlinear
-    A, W, h, C, B = (None if t is None else t.contiguous() for t in (A, W, h, C, B))  # alive through the calls
-    if which == "step":
-        V = A.new_empty(layout.rows, M)
-        compiled.step_matrix[A.dtype](V.data_ptr(), layout.rows, M, layout.n_inputs, layout.inputs, layout.one,
-                                      layout.psi, layout.z, layout.start, A.data_ptr(), W.data_ptr(), h.data_ptr(),
-                                      C.data_ptr())
-        return V
+    A, W, B = (tensor.contiguous() for tensor in (A, W, B))  # alive through the call
     shape = (M + B.shape[0], P + M) if layout.fold else (M, M)
     R = A.new_empty(shape)
     compiled.back_matrix[A.dtype](R.data_ptr(), *shape, M, layout.start, A.data_ptr(), W.data_ptr(), B.data_ptr())
@@ -229,9 +223,12 @@ def _phi_derivative(psi: torch.Tensor, slope: float, out: torch.Tensor | None = 
 USE_COMPILED = True
 
 
-def _compiled_loops(like: torch.Tensor) -> native.Loops | None:
-    """The compiled time loops for ``like``'s dtype (CPU tensors) if they are wanted and available (see ``neuroalrnn.native``)."""
-    if not USE_COMPILED or like.device.type != "cpu":
+def _compiled_loops(like: torch.Tensor, numbers: int = 0) -> native.Loops | None:
+    """The compiled loops for ``like``'s dtype and device, if wanted and available (``neuroalrnn.native``).
+
+    ``numbers``: the size of the largest buffer; from 2³¹ on, 32-bit BLAS sizes would overflow.
+    """
+    if not USE_COMPILED or like.device.type != "cpu" or numbers >= 2**31:
         return None
     loops = native.loops()
     return loops if loops is not None and loops.supports(like.dtype) else None
@@ -294,7 +291,7 @@ class ALRNNFunction(torch.autograd.Function):
         z, nonlinear, psi = layout.z, layout.nonlinear, layout.psi
         ctx.set_materialize_grads(False)
         with torch.no_grad():
-            compiled = _compiled_loops(A)
+            compiled = _compiled_loops(A, (n_steps + 1) * batch * (layout.width + B.shape[0] + 8))
             columns = {"in": slice(0, layout.rows), "z": slice(z, None)}
             if n_nonlinear:
                 columns.update(nonlinear=slice(nonlinear, None), psi=slice(psi, z))
@@ -419,7 +416,7 @@ def _backward(ctx, grad_outputs, grad_latents):
     # along. ∂L/∂z_t is final (g_t) once φ'(z_t) ⊙ ∂L/∂ψ_t is added.
     P, M, O = n_nonlinear, n_units, (n_outputs if fold else 0)
     with torch.no_grad():
-        compiled = _compiled_loops(S)
+        compiled = _compiled_loops(S, S.numel() + S.shape[0] * batch * (n_outputs + 8))
         columns = {"in": slice(P, P + M + O), "out": slice(0, P + (M if fold else start))}
         if P:
             columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
@@ -429,7 +426,7 @@ def _backward(ctx, grad_outputs, grad_latents):
         if (compiled is not None and fold and grad_outputs is not None and grad_latents is None
                 and not (need["z0"] and z0 is not None)):  # the training step's case: all in one call
             return _backward_compiled(compiled, H, S, layout, A, W, C, B, grad_outputs, need, slope, ctx.noise_scale)
-        R = _matrices("back", compiled, layout, A, W, None, None, B)
+        R = _back_matrix_of(compiled, layout, A, W, B)
         in_blocks, out_blocks = buffer.views["in"], buffer.views["out"]
         G = H.view(rows, -1)[:, P : P + M]  # g_t, each block final once the loop has passed it
         have_y = grad_outputs is not None

@@ -4,9 +4,10 @@
 torch operations called from Python or, when this module can provide them, as
 the C loops in ``_loops.c``: the same arithmetic on the same buffers, with the
 matrix product from the BLAS inside torch (its ``sgemm_``/``dgemm_``) and the
-element-wise work inline. At M = 128, batch 32, 100 steps that removes ~400
-torch calls of 2–3 µs dispatch each from a training step
-(``neuroalrnn bench`` measures it).
+element-wise work inline; in the training step's case the whole forward and
+backward passes are one call each (see :mod:`neuroalrnn.fast`). At M = 128,
+batch 32, 100 steps that removes ~450 torch calls of 2–3 µs dispatch each
+from a training step (``neuroalrnn bench`` measures it).
 
 Why hand-written C rather than a library: the cost being removed is torch's
 per-call overhead itself, which no torch-level API (TorchScript, ``torch.compile``
@@ -55,8 +56,6 @@ class Loops:
         self.library, self.gemm, self.path = library, gemm, path
         long, ptr, integer = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
         signatures = {
-            "forward": [ptr, ptr, long, long, long, long, ptr, long, long, long, long, long, integer, integer, ptr,
-                        "scalar"],
             "backward": [ptr, ptr, long, long, long, ptr, long, long, long, integer, long, long, integer, ptr, ptr,
                          long, long, "scalar", ptr, long, long, long, long, long],
             "step_matrix": [ptr, long, long, long, long, long, long, long, long, ptr, ptr, ptr, ptr],
@@ -68,7 +67,7 @@ class Loops:
                               long, long, long, long, long, "scalar", ptr, long, long, long, integer, ptr, ptr, ptr,
                               ptr, ptr, ptr, ptr],
         }
-        self.forward, self.backward, self.step_matrix, self.back_matrix = {}, {}, {}, {}
+        self.backward, self.step_matrix, self.back_matrix = {}, {}, {}
         self.forward_full, self.backward_full = {}, {}
         for dtype, suffix, scalar in ((torch.float32, "f32", ctypes.c_float), (torch.float64, "f64", ctypes.c_double)):
             for name, argtypes in signatures.items():

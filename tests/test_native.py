@@ -114,8 +114,19 @@ def test_compiled_matrices_equal_the_torch_built_ones(n_units, n_nonlinear, n_in
             layout = fast._Layout(n_units, n_nonlinear, n_inputs)
         finally:
             fast.FOLD_RATIO = saved
-        assert torch.equal(fast._matrices("step", loops, layout, A, W, h, C, B), fast._step_matrix(A, W, h, C, layout))
-        assert torch.equal(fast._matrices("back", loops, layout, A, W, None, None, B), fast._back_matrix(A, W, B, layout))
-        # Parameters that are views (not contiguous) are made contiguous first, not read with the wrong strides.
+        V = torch.empty(layout.rows, n_units, dtype=dtype)
+        loops.step_matrix[dtype](V.data_ptr(), layout.rows, n_units, n_inputs, layout.inputs, layout.one, layout.psi,
+                                 layout.z, layout.start, A.data_ptr(), W.data_ptr(), h.data_ptr(), C.data_ptr())
+        assert torch.equal(V, fast._step_matrix(A, W, h, C, layout))
+        assert torch.equal(fast._back_matrix_of(loops, layout, A, W, B), fast._back_matrix(A, W, B, layout))
+        # A parameter that is a view (not contiguous) is made contiguous first, not read with the wrong strides.
         W_view = W.t().contiguous().t()
-        assert torch.equal(fast._matrices("step", loops, layout, A, W_view, h, C, B), fast._step_matrix(A, W, h, C, layout))
+        assert torch.equal(fast._back_matrix_of(loops, layout, A, W_view, B), fast._back_matrix(A, W, B, layout))
+
+
+def test_buffers_beyond_32_bit_blas_sizes_use_the_torch_loops():
+    like = torch.zeros(1)
+    if native.loops() is None:
+        pytest.skip(native.status())
+    assert fast._compiled_loops(like, 2**31 - 1) is native.loops()
+    assert fast._compiled_loops(like, 2**31) is None
