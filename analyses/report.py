@@ -238,9 +238,14 @@ def _primitives_section(a: xr.Dataset) -> list[str]:
     transients = [f"Ω {r}" for r in a["regime"].values if bool(a["boundary_transient"].sel(regime=r))]
     amplifying = []
     if "amplifies" in a:
-        amplifying = [f"Ω {r} (peak ‖W_Ω^k‖ = {float(a['peak_norm'].sel(regime=r)):.2f} at k = "
-                      f"{int(a['peak_step'].sel(regime=r))})" for r in a["regime"].values
-                      if bool(a["amplifies"].sel(regime=r))]
+        for r in a["regime"].values:
+            if not bool(a["amplifies"].sel(regime=r)):
+                continue
+            peak = float(a["peak_norm"].sel(regime=r)) if "peak_norm" in a else float("nan")
+            if np.isfinite(peak):
+                amplifying.append(f"Ω {r} (peak ‖W_Ω^k‖ = {peak:.2f} at k = {int(a['peak_step'].sel(regime=r))})")
+            else:  # the peak over powers is only computed for the most occupied regimes
+                amplifying.append(f"Ω {r} (‖W_Ω‖ = {float(a['operator_norm'].sel(regime=r)):.2f})")
     lines.append(
         "- **Transients**: regimes visited briefly at epoch boundaries (mean dwell ≤ 2 steps, ≥ 50 % of visits "
         "starting within a step of an epoch change): " + (", ".join(transients) if transients else "none")

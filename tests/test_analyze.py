@@ -254,3 +254,19 @@ def test_multi_task_runs_get_a_pooled_canonical_epoch_table():
     assert int(np.nansum(pooled.values)) == int(mask.sum())
     report = render_report(analysis, {})
     assert "All 2 tasks together" in report
+
+
+def test_report_names_the_norm_of_amplifying_regimes_without_a_computed_peak(trials_and_params):
+    """Peaks over powers are only computed for the most occupied regimes; the others show ‖W_Ω‖, never 'nan'."""
+    from neuroalrnn.analyses.report import render_report
+
+    trials, params = trials_and_params
+    result = analyze(trials, params)
+    codes = result["regime"].values
+    result["amplifies"] = ("regime", np.ones(len(codes), dtype=bool))
+    result["peak_norm"] = ("regime", np.where(np.arange(len(codes)) == 0, 2.5, np.nan))
+    text = render_report(result, figures={})
+    assert f"Ω {codes[0]} (peak ‖W_Ω^k‖ = 2.50 at k = " in text
+    norm = float(result["operator_norm"].sel(regime=codes[-1]))
+    assert f"Ω {codes[-1]} (‖W_Ω‖ = {norm:.2f})" in text
+    assert "nan" not in text
