@@ -304,27 +304,28 @@ def test_bad_arguments_are_named(call, error, message):
         call(model, random(2, 5, N_INPUTS, seed=15))
 
 
-@pytest.mark.parametrize("loss", ["cross_entropy", "sum"])  # "sum": ∂L/∂y is an expanded tensor (strides 0)
+# "sum": ∂L/∂y is an expanded tensor (strides 0); one time step: the loop body never runs
+@pytest.mark.parametrize(("loss", "n_steps"), [("cross_entropy", 6), ("sum", 6), ("cross_entropy", 1)])
 @pytest.mark.parametrize("frozen", [(), ("B", "b"), ("A", "W", "h", "C")])
 @pytest.mark.parametrize("with_noise", [False, True])
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with_noise, frozen, loss, product, loops,
-                                                        monkeypatch):
+def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with_noise, frozen, loss, n_steps, product,
+                                                        loops, monkeypatch):
     """A loss on the outputs only and no z0 gradient: compiled and folded, one call does the whole pass."""
     calls = []
     monkeypatch.setattr(fast, "_backward_compiled", lambda *args: calls.append(1) or backward_compiled(*args))
     model = make_model(n_nonlinear, slope, noise_std=0.3 if with_noise else 0.0).train()
     for name in frozen:
         getattr(model, name).requires_grad_(False)
-    inputs = random(5, 6, N_INPUTS, seed=16).requires_grad_()
+    inputs = random(5, n_steps, N_INPUTS, seed=16).requires_grad_()
     z0 = random(5, N_UNITS, seed=17)  # a given initial state, not trained
-    weight = random(5, 6, seed=18).abs()
-    targets = torch.randint(0, N_OUTPUTS, (5, 6), generator=torch.Generator().manual_seed(19))
+    weight = random(5, n_steps, seed=18).abs()
+    targets = torch.randint(0, N_OUTPUTS, (5, n_steps), generator=torch.Generator().manual_seed(19))
     leaves = [inputs, *(p for p in model.parameters() if p.requires_grad)]
 
     torch.manual_seed(20)
-    noise = model.noise_std * torch.randn(5, 6, N_UNITS, dtype=torch.float64)
+    noise = model.noise_std * torch.randn(5, n_steps, N_UNITS, dtype=torch.float64)
     torch.manual_seed(20)
     def loss_of(outputs):
         return outputs.sum() if loss == "sum" else weighted_cross_entropy(outputs, targets, weight)
