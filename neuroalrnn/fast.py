@@ -109,6 +109,9 @@ def alrnn_forward_fast(
         raise TypeError(f"inputs must have the model's dtype {model.A.dtype}, got {inputs.dtype}")
     if z0 is not None and tuple(z0.shape) != (batch, n_units):
         raise ValueError(f"z0 must have shape (batch, n_units) = {(batch, n_units)}, got {tuple(z0.shape)}")
+    for name, tensor in (("z0", z0), ("noise", noise)):
+        if tensor is not None and tensor.dtype != inputs.dtype:
+            raise TypeError(f"{name} must have the model's dtype {inputs.dtype}, got {tensor.dtype}")
     noise_scale = 1.0
     if noise is None and model.training and model.noise_std > 0:
         # The draw of torch.randn_like(drive) in ALRNN.forward (same shape, order and dtype);

@@ -341,3 +341,13 @@ def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with
 
 
 backward_compiled = fast._backward_compiled
+
+
+@pytest.mark.parametrize("name", ["z0", "noise"])
+def test_an_initial_state_or_noise_of_another_dtype_is_refused_by_name(name):
+    """The compiled loops read raw numbers, so a float64 z0 for a float32 model must not get through."""
+    model = make_model(3, 0.0, dtype=torch.float32)
+    inputs = random(2, 5, N_INPUTS, seed=21, dtype=torch.float32)
+    given = {"z0": random(2, N_UNITS, seed=22), "noise": random(2, 5, N_UNITS, seed=23)}  # float64
+    with pytest.raises(TypeError, match=f"{name} must have the model's dtype torch.float32, got torch.float64"):
+        alrnn_forward_fast(model, inputs, **{name: given[name]})
