@@ -143,7 +143,32 @@ def _torch_gemm() -> dict[torch.dtype, int]:
             pass
     if torch.float32 not in found:
         raise _Unavailable(f"{candidates[0].name} exports no sgemm_")
+    for dtype, address in list(found.items()):
+        if not _gemm_works(address, dtype):
+            if dtype == torch.float32:
+                raise _Unavailable(f"{candidates[0].name}'s sgemm_ does not take 32-bit sizes (a 2 × 3 product failed)")
+            del found[dtype]
     return found
+
+
+def _gemm_works(address: int, dtype: torch.dtype) -> bool:
+    """Whether the ``?gemm_`` at ``address`` computes a small product right with 32-bit (LP64) sizes.
+
+    The C loops assume LP64; a BLAS built for 64-bit sizes would misread them, so it is tried once.
+    """
+    scalar = ctypes.c_float if dtype == torch.float32 else ctypes.c_double
+    pointer, integer = ctypes.POINTER(scalar), ctypes.POINTER(ctypes.c_int)
+    gemm = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, integer, integer, integer, pointer, pointer,
+                            integer, pointer, integer, pointer, pointer, integer)(address)
+    left = torch.arange(1.0, 7.0, dtype=dtype).reshape(2, 3)  # row-major X (2 × 3), Y (3 × 2): X Y = (Yᵀ Xᵀ)ᵀ
+    right = torch.arange(-3.0, 3.0, dtype=dtype).reshape(3, 2)
+    product = torch.full((2, 2), float("nan"), dtype=dtype)
+    size = {n: ctypes.byref(ctypes.c_int(n)) for n in (2, 3)}
+    one, zero = scalar(1.0), scalar(0.0)
+    gemm(b"N", b"N", size[2], size[2], size[3], ctypes.byref(one), ctypes.cast(right.data_ptr(), pointer), size[2],
+         ctypes.cast(left.data_ptr(), pointer), size[3], ctypes.byref(zero), ctypes.cast(product.data_ptr(), pointer),
+         size[2])
+    return bool(torch.equal(product, left @ right))
 
 
 def cache_dir() -> Path:

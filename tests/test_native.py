@@ -130,3 +130,10 @@ def test_buffers_beyond_32_bit_blas_sizes_use_the_torch_loops():
         pytest.skip(native.status())
     assert fast._compiled_loops(like, 2**31 - 1) is native.loops()
     assert fast._compiled_loops(like, 2**31) is None
+
+
+def test_a_blas_that_misreads_the_call_is_caught_before_use():
+    """The loops assume LP64 ?gemm_; a small product is tried first (here: sgemm_ handed doubles must fail)."""
+    gemm = native._torch_gemm()
+    assert native._gemm_works(gemm[torch.float32], torch.float32)
+    assert not native._gemm_works(gemm[torch.float32], torch.float64)
