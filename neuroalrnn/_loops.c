@@ -204,13 +204,32 @@ BACKWARD(alrnn_backward_f64, double, dgemm_fn)
 FORWARD_FULL(alrnn_forward_full_f32, float, sgemm_fn, alrnn_step_matrix_f32, alrnn_forward_f32)
 FORWARD_FULL(alrnn_forward_full_f64, double, dgemm_fn, alrnn_step_matrix_f64, alrnn_forward_f64)
 
-/* The whole backward pass in one call for the common case (fast.py): A_nl * z_nl folded into the
-   product, a loss on the outputs only (dL/dy, (batch, time, O) with strides gy_b, gy_t, gy_o),
-   no gradient for z0. Builds R into the scratch `R`, starts H's last block from dL/dy_last B,
-   runs the loop, takes the weight gradients as one product (`products`, g_cols x s_cols
-   row-major: g_cols = M, or M + O with `readout`) and writes them out: grad_A (M), grad_W (M x M),
-   grad_h (M), grad_C (M x K) and, with `readout`, grad_B (O x M) and grad_b (O). */
-#define BACKWARD_FULL(NAME, T, GEMM_T, BACKM, LOOP)                                              \
+/* grad_W, grad_C and grad_h out of the weight-gradient products (row i: sum_t g_t[i] S_t, S's
+   columns): W's linear columns from z's, its nonlinear ones from psi's, C from the inputs', h from
+   the constant's. */
+#define WEIGHT_GRADIENTS(NAME, T)                                                                \
+    static void NAME(const T *products, long s_cols, long n_units, long start, long z, long psi, \
+                     long inputs_col, long one, long n_inputs, T *grad_W, T *grad_h, T *grad_C) { \
+        const long M = n_units, P = n_units - start;                                            \
+        for (long i = 0; i < M; i++) {                                                          \
+            const T *row = products + i * s_cols;                                               \
+            for (long c = 0; c < start; c++) grad_W[i * M + c] = row[z + c];                    \
+            for (long j = 0; j < P; j++) grad_W[i * M + start + j] = row[psi + j];              \
+            for (long c = 0; c < n_inputs; c++) grad_C[i * n_inputs + c] = row[inputs_col + c]; \
+            grad_h[i] = row[one];                                                               \
+        }                                                                                       \
+    }
+
+WEIGHT_GRADIENTS(weight_gradients_f32, float)
+WEIGHT_GRADIENTS(weight_gradients_f64, double)
+
+/* The whole backward pass in one call for the training step's case (fast.py): a loss on the
+   outputs only (dL/dy, (batch, time, O) with strides gy_b, gy_t, gy_o), no gradient for z0; here
+   with A_nl * z_nl folded into the product. Builds R into the scratch `R`, starts H's last block
+   from dL/dy_last B, runs the loop, takes the weight gradients as one product (`products`,
+   g_cols x s_cols row-major: g_cols = M, or M + O with `readout`) and writes them out: grad_A (M),
+   grad_W (M x M), grad_h (M), grad_C (M x K) and, with `readout`, grad_B (O x M) and grad_b (O). */
+#define BACKWARD_FULL(NAME, T, GEMM_T, BACKM, LOOP, WEIGHTS)                                     \
     void NAME(GEMM_T gemm, T *H, long n_steps, long batch, long h_width, T *R, const T *A,      \
               const T *W, const T *B, long n_outputs, const T *S, long s_width, long s_cols,    \
               long inputs_col, long one, long psi, long z, long n_units, long n_inputs,         \
@@ -237,14 +256,8 @@ FORWARD_FULL(alrnn_forward_full_f64, double, dgemm_fn, alrnn_step_matrix_f64, al
         const blas_int lds = (blas_int)s_width, ldh = (blas_int)h_width;                       \
         const T unit = 1, zero = 0;                                                             \
         gemm("N", "T", &m, &n, &k, &unit, S, &lds, H + P, &ldh, &zero, products, &m);          \
-        for (long i = 0; i < M; i++) {                                                          \
-            const T *row = products + i * s_cols;                                               \
-            grad_A[i] = row[z + i];                                                             \
-            for (long c = 0; c < start; c++) grad_W[i * M + c] = row[z + c];                    \
-            for (long j = 0; j < P; j++) grad_W[i * M + start + j] = row[psi + j];              \
-            for (long c = 0; c < n_inputs; c++) grad_C[i * n_inputs + c] = row[inputs_col + c]; \
-            grad_h[i] = row[one];                                                               \
-        }                                                                                       \
+        WEIGHTS(products, s_cols, M, start, z, psi, inputs_col, one, n_inputs, grad_W, grad_h, grad_C); \
+        for (long i = 0; i < M; i++) grad_A[i] = products[i * s_cols + z + i];                  \
         if (!readout) return;                                                                   \
         /* the readout's gradient for steps 1 .. T-1 came with the product; add step T's */     \
         const T *z_last = S + n_steps * batch * s_width + z;                                    \
@@ -261,5 +274,65 @@ FORWARD_FULL(alrnn_forward_full_f64, double, dgemm_fn, alrnn_step_matrix_f64, al
         }                                                                                       \
     }
 
-BACKWARD_FULL(alrnn_backward_full_f32, float, sgemm_fn, alrnn_back_matrix_f32, alrnn_backward_f32)
-BACKWARD_FULL(alrnn_backward_full_f64, double, dgemm_fn, alrnn_back_matrix_f64, alrnn_backward_f64)
+BACKWARD_FULL(alrnn_backward_full_f32, float, sgemm_fn, alrnn_back_matrix_f32, alrnn_backward_f32,
+              weight_gradients_f32)
+BACKWARD_FULL(alrnn_backward_full_f64, double, dgemm_fn, alrnn_back_matrix_f64, alrnn_backward_f64,
+              weight_gradients_f64)
+
+/* The same for the unfolded layout (P > M / FOLD_RATIO in fast.py): R = [W_nl, W_lin + diag A_lin]
+   (M x M), H = [dL/dpsi_t, dL/dz_t] with dL/dz_t started from dL/dy_t B for every t (through the
+   time-major copy `dy` of dL/dy, time*batch x O, scratch), the loop adding onto it and taking
+   A_nl * dL/dz_nl back a step; then products (M x s_cols, S's columns before z_nl), grad_A of the
+   nonlinear units as sum over rows of z_nl * dL/dz_nl, and the readout's gradients from dy. */
+#define BACKWARD_FULL_SEPARATE(NAME, T, GEMM_T, BACKM, LOOP, WEIGHTS)                            \
+    void NAME(GEMM_T gemm, T *H, long n_steps, long batch, long h_width, T *R, const T *A,      \
+              const T *W, const T *B, long n_outputs, const T *S, long s_width, long s_cols,    \
+              long inputs_col, long one, long psi, long z, long n_units, long n_inputs,         \
+              long start, T slope, const T *grad_y, long gy_b, long gy_t, long gy_o,           \
+              int readout, T *dy, T *products, T *grad_A, T *grad_W, T *grad_h, T *grad_C,     \
+              T *grad_B, T *grad_b) {                                                           \
+        const long M = n_units, P = n_units - start, O = n_outputs, N = n_steps * batch;       \
+        BACKM(R, M, M, M, start, A, W, B);                                                      \
+        for (long t = 0; t < n_steps; t++)                                                      \
+            for (long b = 0; b < batch; b++) {                                                  \
+                T *row = dy + (t * batch + b) * O;                                              \
+                for (long o = 0; o < O; o++) row[o] = grad_y[b * gy_b + t * gy_t + o * gy_o];   \
+                T *h = H + (t * batch + b) * h_width;                                           \
+                for (long j = 0; j < P; j++) h[j] = 0;                                          \
+            }                                                                                   \
+        const T unit = 1, zero = 0;                                                             \
+        {                                                                                       \
+            const blas_int m = (blas_int)M, n = (blas_int)N, k = (blas_int)O;                  \
+            const blas_int ldh = (blas_int)h_width;                                            \
+            gemm("N", "N", &m, &n, &k, &unit, B, &m, dy, &k, &zero, H + P, &ldh);              \
+        }                                                                                       \
+        LOOP(gemm, H, n_steps, batch, h_width, R, M, M, P, 1, P, start, 1, A + start, S,        \
+             s_width, psi, slope, NULL, 0, 0, 0, 0, 0);                                         \
+        {                                                                                       \
+            const blas_int m = (blas_int)s_cols, n = (blas_int)M, k = (blas_int)N;             \
+            const blas_int lds = (blas_int)s_width, ldh = (blas_int)h_width;                   \
+            gemm("N", "T", &m, &n, &k, &unit, S, &lds, H + P, &ldh, &zero, products, &m);      \
+        }                                                                                       \
+        WEIGHTS(products, s_cols, M, start, z, psi, inputs_col, one, n_inputs, grad_W, grad_h, grad_C); \
+        for (long i = 0; i < start; i++) grad_A[i] = products[i * s_cols + z + i];              \
+        for (long j = 0; j < P; j++) grad_A[start + j] = 0;                                     \
+        for (long r = 0; r < N; r++) {                                                          \
+            const T *s = S + r * s_width + z + start, *g = H + r * h_width + P + start;         \
+            for (long j = 0; j < P; j++) grad_A[start + j] += s[j] * g[j];                      \
+        }                                                                                       \
+        if (!readout) return;                                                                   \
+        {                                                                                       \
+            const blas_int m = (blas_int)M, n = (blas_int)O, k = (blas_int)N;                  \
+            const blas_int lds = (blas_int)s_width, ldy = (blas_int)O;                         \
+            gemm("N", "T", &m, &n, &k, &unit, S + batch * s_width + z, &lds, dy, &ldy, &zero,   \
+                 grad_B, &m);                                                                   \
+        }                                                                                       \
+        for (long o = 0; o < O; o++) grad_b[o] = 0;                                             \
+        for (long r = 0; r < N; r++)                                                            \
+            for (long o = 0; o < O; o++) grad_b[o] += dy[r * O + o];                            \
+    }
+
+BACKWARD_FULL_SEPARATE(alrnn_backward_full_separate_f32, float, sgemm_fn, alrnn_back_matrix_f32,
+                       alrnn_backward_f32, weight_gradients_f32)
+BACKWARD_FULL_SEPARATE(alrnn_backward_full_separate_f64, double, dgemm_fn, alrnn_back_matrix_f64,
+                       alrnn_backward_f64, weight_gradients_f64)

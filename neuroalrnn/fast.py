@@ -36,9 +36,9 @@ loop. The gradients of A, W, C and h are one product Gᵀ S over all
 Where the compiled library of :mod:`neuroalrnn.native` builds, the same
 operations on the same buffers run as C, with the matrix products from
 torch's own BLAS: the forward pass (V, S, the loop, the readout) is one call,
-and so is the backward pass in the training step's case (folded, a loss on
-the outputs only, no gradient for z0: R, H, the loop, the weight gradients);
-in other cases the backward loop and R are compiled and the rest stays in
+and so is the backward pass in the training step's case (a loss on the
+outputs only, no gradient for z0: R, H, the loop, the weight gradients); in
+other cases the backward loop and R are compiled and the rest stays in
 torch. Otherwise, or with ``USE_COMPILED = False``, everything runs as the
 torch operations described above. Compiled, a training step at M = 128,
 batch 32, 100 steps makes ~450 fewer torch calls; the two agree to rounding,
@@ -381,22 +381,32 @@ def _forward_torch(buffer: _Buffer, new: bool, S, layout: _Layout, inputs, z0, n
 
 def _backward_compiled(compiled: native.Loops, H, S, layout: _Layout, A, W, C, B, grad_outputs, need: dict,
                        slope: float, noise_scale: float) -> tuple:
-    """The backward pass in one compiled call: folded, a loss on the outputs only, no gradient for z0."""
+    """The backward pass in one compiled call, for a loss on the outputs only and no gradient for z0."""
     n_steps, batch = S.shape[0] - 1, S.shape[1]
     M, P, K, O = layout.n_units, layout.n_nonlinear, layout.n_inputs, B.shape[0]
     A, W, B = (tensor.contiguous() for tensor in (A, W, B))  # alive through the call
     readout = need["B"] or need["b"]
-    R = S.new_empty(M + O, P + M)
-    products = S.new_empty(M + (O if readout else 0), layout.rows)
     grad_A, grad_W, grad_h, grad_C = S.new_empty(M), S.new_empty(M, M), S.new_empty(M), S.new_empty(M, K)
     grad_B, grad_b = (S.new_empty(O, M), S.new_empty(O)) if readout else (None, None)
-    compiled.backward_full[S.dtype](
-        compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2], R.data_ptr(), A.data_ptr(), W.data_ptr(),
-        B.data_ptr(), O, S.data_ptr(), layout.width, layout.rows, layout.inputs, layout.one, layout.psi, layout.z,
-        M, K, layout.start, slope, grad_outputs.data_ptr(), *grad_outputs.stride(), readout, products.data_ptr(),
-        grad_A.data_ptr(), grad_W.data_ptr(), grad_h.data_ptr(), grad_C.data_ptr(),
-        None if grad_B is None else grad_B.data_ptr(), None if grad_b is None else grad_b.data_ptr(),
+    common = (
+        compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2],
     )
+    problem = (
+        A.data_ptr(), W.data_ptr(), B.data_ptr(), O, S.data_ptr(), layout.width, layout.rows, layout.inputs,
+        layout.one, layout.psi, layout.z, M, K, layout.start, slope, grad_outputs.data_ptr(), *grad_outputs.stride(),
+        readout,
+    )
+    results = (grad_A.data_ptr(), grad_W.data_ptr(), grad_h.data_ptr(), grad_C.data_ptr(),
+               None if grad_B is None else grad_B.data_ptr(), None if grad_b is None else grad_b.data_ptr())
+    if layout.fold:
+        R = S.new_empty(M + O, P + M)
+        products = S.new_empty(M + (O if readout else 0), layout.rows)
+        compiled.backward_full[S.dtype](*common, R.data_ptr(), *problem, products.data_ptr(), *results)
+    else:
+        R, dy = S.new_empty(M, M), S.new_empty(n_steps * batch, O)
+        products = S.new_empty(M, layout.rows)
+        compiled.backward_full_separate[S.dtype](*common, R.data_ptr(), *problem, dy.data_ptr(), products.data_ptr(),
+                                                 *results)
     G = H.view(n_steps * batch, -1)[:, P : P + M]
     grad_inputs = torch.mm(G, C).view(n_steps, batch, K).transpose(0, 1) if need["inputs"] else None
     grad_noise = (G * noise_scale).view(n_steps, batch, M).transpose(0, 1) if need["noise"] else None
@@ -426,7 +436,7 @@ def _backward(ctx, grad_outputs, grad_latents):
         width = P + M + O + (-(P + M + O) % 8)  # rows a multiple of 8 long: ~12 % faster products
         buffer, _ = _buffer("H", (M, P, O, fold), (n_steps, batch, width), S, columns)
         H = buffer.tensor[:n_steps]
-        if (compiled is not None and fold and grad_outputs is not None and grad_latents is None
+        if (compiled is not None and grad_outputs is not None and grad_latents is None
                 and not (need["z0"] and z0 is not None)):  # the training step's case: all in one call
             return _backward_compiled(compiled, H, S, layout, A, W, C, B, grad_outputs, need, slope, ctx.noise_scale)
         R = _back_matrix_of(compiled, layout, A, W, B)

@@ -66,9 +66,12 @@ class Loops:
             "backward_full": [ptr, ptr, long, long, long, ptr, ptr, ptr, ptr, long, ptr, long, long, long, long,
                               long, long, long, long, long, "scalar", ptr, long, long, long, integer, ptr, ptr, ptr,
                               ptr, ptr, ptr, ptr],
+            "backward_full_separate": [ptr, ptr, long, long, long, ptr, ptr, ptr, ptr, long, ptr, long, long, long,
+                                       long, long, long, long, long, long, "scalar", ptr, long, long, long, integer,
+                                       ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr],
         }
         self.backward, self.step_matrix, self.back_matrix = {}, {}, {}
-        self.forward_full, self.backward_full = {}, {}
+        self.forward_full, self.backward_full, self.backward_full_separate = {}, {}, {}
         for dtype, suffix, scalar in ((torch.float32, "f32", ctypes.c_float), (torch.float64, "f64", ctypes.c_double)):
             for name, argtypes in signatures.items():
                 function = getattr(library, f"alrnn_{name}_{suffix}")
