@@ -237,6 +237,11 @@ def _compiled_loops(like: torch.Tensor, numbers: int = 0) -> native.Loops | None
     return loops if loops is not None and loops.supports(like.dtype) else None
 
 
+def _largest_buffer(n_steps: int, batch: int, layout: _Layout, n_outputs: int) -> int:
+    """An upper bound on the numbers in S or H (H's rows: P + M + O, padded to 8, ≤ S's + O + 8)."""
+    return (n_steps + 1) * batch * (layout.width + n_outputs + 8)
+
+
 # Buffers kept between calls, one per slot and thread (see the module docstring).
 _WORKSPACE = threading.local()
 _storage_use_count = getattr(torch._C, "_storage_Use_Count", None)  # private; without it, no reuse
@@ -294,7 +299,7 @@ class ALRNNFunction(torch.autograd.Function):
         z, nonlinear, psi = layout.z, layout.nonlinear, layout.psi
         ctx.set_materialize_grads(False)
         with torch.no_grad():
-            compiled = _compiled_loops(A, (n_steps + 1) * batch * (layout.width + B.shape[0] + 8))
+            compiled = _compiled_loops(A, _largest_buffer(n_steps, batch, layout, B.shape[0]))
             columns = {"in": slice(0, layout.rows), "z": slice(z, None)}
             if n_nonlinear:
                 columns.update(nonlinear=slice(nonlinear, None), psi=slice(psi, z))
@@ -302,13 +307,13 @@ class ALRNNFunction(torch.autograd.Function):
             buffer, new = _buffer("S", key, (n_steps + 1, batch, layout.width), A, columns)
             # S[t] = S_t for t < T; S[T] holds z_T and ψ_T only (its other columns are never read).
             S = buffer.tensor[: n_steps + 1]
-            if compiled is not None:  # everything in one call, the noise (if any) put in first
-                if noise is not None:
-                    torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
+            if noise is not None:  # into z_{t+1}'s columns; each step's product adds onto it
+                torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
+            if compiled is not None:  # everything in one call
                 outputs = _forward_compiled(compiled, S, layout, inputs, z0, noise is not None, A, W, h, C, B, b, slope)
                 latents = S[1:].view(n_steps * batch, layout.width)[:, z:]
             else:
-                outputs, latents = _forward_torch(buffer, new, S, layout, inputs, z0, noise, noise_scale,
+                outputs, latents = _forward_torch(buffer, new, S, layout, inputs, z0, noise is not None,
                                                   A, W, h, C, B, b, slope)
             outputs = outputs.t().view(n_steps, batch, -1).transpose(0, 1)
             latents = latents.view(n_steps, batch, n_units).transpose(0, 1)
@@ -340,9 +345,12 @@ def _forward_compiled(compiled: native.Loops, S, layout: _Layout, inputs, z0, no
     return outputs
 
 
-def _forward_torch(buffer: _Buffer, new: bool, S, layout: _Layout, inputs, z0, noise, noise_scale: float,
+def _forward_torch(buffer: _Buffer, new: bool, S, layout: _Layout, inputs, z0, noise: bool,
                    A, W, h, C, B, b, slope: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The forward pass as torch operations; returns outputs (O, time × batch) and latents (time × batch, M)."""
+    """The forward pass as torch operations; returns outputs (O, time × batch) and latents (time × batch, M).
+
+    With ``noise``, z_{t+1}'s columns of S already hold the noise.
+    """
     n_steps, batch = S.shape[0] - 1, S.shape[1]
     n_units, n_nonlinear = layout.n_units, layout.n_nonlinear
     z, psi = layout.z, layout.psi
@@ -362,10 +370,8 @@ def _forward_torch(buffer: _Buffer, new: bool, S, layout: _Layout, inputs, z0, n
         nonlinear_blocks, psi_blocks = buffer.views["nonlinear"], buffer.views["psi"]
         A_nonlinear = A[layout.start :]
     separate = n_nonlinear and not layout.fold
-    if noise is not None:
-        torch.mul(noise.transpose(0, 1), noise_scale, out=S[1:, :, z:])
     for t in range(n_steps):
-        if noise is None:
+        if not noise:
             torch.mm(in_blocks[t], V, out=z_blocks[t + 1])
         else:
             z_blocks[t + 1].addmm_(in_blocks[t], V)
@@ -388,9 +394,7 @@ def _backward_compiled(compiled: native.Loops, H, S, layout: _Layout, A, W, C, B
     readout = need["B"] or need["b"]
     grad_A, grad_W, grad_h, grad_C = S.new_empty(M), S.new_empty(M, M), S.new_empty(M), S.new_empty(M, K)
     grad_B, grad_b = (S.new_empty(O, M), S.new_empty(O)) if readout else (None, None)
-    common = (
-        compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2],
-    )
+    common = (compiled.gemm[S.dtype], H.data_ptr(), n_steps, batch, H.shape[2])
     problem = (
         A.data_ptr(), W.data_ptr(), B.data_ptr(), O, S.data_ptr(), layout.width, layout.rows, layout.inputs,
         layout.one, layout.psi, layout.z, M, K, layout.start, slope, grad_outputs.data_ptr(), *grad_outputs.stride(),
@@ -429,7 +433,7 @@ def _backward(ctx, grad_outputs, grad_latents):
     # along. ∂L/∂z_t is final (g_t) once φ'(z_t) ⊙ ∂L/∂ψ_t is added.
     P, M, O = n_nonlinear, n_units, (n_outputs if fold else 0)
     with torch.no_grad():
-        compiled = _compiled_loops(S, S.numel() + S.shape[0] * batch * (n_outputs + 8))
+        compiled = _compiled_loops(S, _largest_buffer(n_steps, batch, layout, n_outputs))
         columns = {"in": slice(P, P + M + O), "out": slice(0, P + (M if fold else start))}
         if P:
             columns.update(nonlinear=slice(P + start, P + M), psi=slice(0, P))
