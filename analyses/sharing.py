@@ -400,7 +400,6 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         "",
     ]
     if "occupancy" in r:
-        best, worst = _extreme_pairs(r["js_similarity"])
         lines += [
             f"**Sharing index {float(r['sharing_index']):.2f}** (mean over task pairs of 1 − Jensen–Shannon "
             "distance between the tasks' regime occupancies: 0 = no two tasks share a regime, 1 = all tasks spend "
@@ -411,12 +410,8 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
             f"regimes. Mean Jaccard overlap of visited regime sets: {float(r['mean_jaccard']):.2f} (sensitive to "
             "rarely visited regimes, and so to the number of trials).",
         ]
-        if best is not None:
-            lines.append(f"Most similar occupancy: {best[0]} / {best[1]} ({best[2]:.2f}); least similar: "
-                         f"{worst[0]} / {worst[1]} ({worst[2]:.2f}).")
-        by_epoch = _epoch_means(r["js_similarity_by_epoch"])
-        if by_epoch:
-            lines.append("Mean 1 − JS per epoch: " + ", ".join(f"{e} {v:.2f}" for e, v in by_epoch) + ".")
+        lines += _pair_lines(r["js_similarity"], r["js_similarity_by_epoch"], "Most similar occupancy",
+                             "least similar", "Mean 1 − JS")
     else:
         lines.append("No regime variable (not an AL-RNN): regime sharing is not defined.")
     active = r["active_unit"].values
@@ -436,7 +431,6 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         lines.append("Clusters (size, preferred task): " + ", ".join(
             f"{int(c)} ({int(s)}, {t})" for c, s, t in zip(r["cluster"].values, r["cluster_size"].values,
                                                              r["cluster_preferred_task"].values, strict=True)) + ".")
-    best, worst = _extreme_pairs(r["cka"])
     lines += [
         "",
         "### Subspaces",
@@ -446,12 +440,7 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         f"subspaces ({100 * r.attrs['variance_explained']:.0f} % of variance, at most {r.attrs['max_components']} "
         f"components) {float(r['mean_subspace_overlap']):.2f}.",
     ]
-    if best is not None:
-        lines.append(f"Most similar subspaces (CKA): {best[0]} / {best[1]} ({best[2]:.2f}); least: "
-                     f"{worst[0]} / {worst[1]} ({worst[2]:.2f}).")
-    by_epoch = _epoch_means(r["cka_by_epoch"])
-    if by_epoch:
-        lines.append("Mean CKA per epoch: " + ", ".join(f"{e} {v:.2f}" for e, v in by_epoch) + ".")
+    lines += _pair_lines(r["cka"], r["cka_by_epoch"], "Most similar subspaces (CKA)", "least", "Mean CKA")
     lines.append("")
     for caption, path in (figures or {}).items():
         lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
@@ -865,6 +854,19 @@ def _cka_matrix(covariances: list[np.ndarray | None]) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Report helpers
+
+
+def _pair_lines(matrix: xr.DataArray, by_epoch: xr.DataArray, most: str, least: str, mean: str) -> list[str]:
+    """Report lines: the most and least similar task pairs of ``matrix``, and its mean per epoch."""
+    lines = []
+    best, worst = _extreme_pairs(matrix)
+    if best is not None:
+        lines.append(f"{most}: {best[0]} / {best[1]} ({best[2]:.2f}); "
+                     f"{least}: {worst[0]} / {worst[1]} ({worst[2]:.2f}).")
+    means = _epoch_means(by_epoch)
+    if means:
+        lines.append(f"{mean} per epoch: " + ", ".join(f"{e} {v:.2f}" for e, v in means) + ".")
+    return lines
 
 
 def _extreme_pairs(matrix: xr.DataArray):

@@ -149,7 +149,8 @@ def _torch_gemm() -> dict[torch.dtype, int]:
     for dtype, address in list(found.items()):
         if not _gemm_works(address, dtype):
             if dtype == torch.float32:
-                raise _Unavailable(f"{candidates[0].name}'s sgemm_ does not take 32-bit sizes (a 2 × 3 product failed)")
+                raise _Unavailable(
+                    f"{candidates[0].name}'s sgemm_ does not take 32-bit sizes (a 2 × 3 product failed)")
             del found[dtype]
     return found
 
