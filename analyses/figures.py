@@ -19,7 +19,7 @@ import xarray as xr
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 
-from ..rundir import atomic_path
+from ..storage import save_figure
 from .core import regime_labels
 
 __all__ = [
@@ -31,13 +31,6 @@ __all__ = [
     "save_figure",
     "transition_graph",
 ]
-
-def save_figure(figure: Figure, path, dpi: int = 110) -> Path:
-    """Write ``figure`` to ``path`` atomically (temporary file beside it, then rename); format from the suffix."""
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
-    return Path(path)
-
 
 _PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",

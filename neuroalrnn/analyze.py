@@ -11,7 +11,7 @@ from .analyses import figures as figs
 from .analyses.pipeline import analyze, default_condition
 from .analyses.report import render_report
 from .models import ALRNN
-from .rundir import atomic_write, write_netcdf
+from .storage import atomic_write, write_netcdf
 from .simulate import read_trials, simulate, write_trials
 from .training import TEST_SEED_OFFSET, load_model
 

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _compare(args) -> int:
     from .analyses.compare import compare, load_recordings, plot_comparison
     from .analyze import run_trials
-    from .rundir import write_netcdf
+    from .storage import write_netcdf
 
     recordings = load_recordings(args.recordings, variable=args.variable)
     trials = run_trials(args.run_dir, args.trials)
@@ -270,7 +270,7 @@ def _print_task_table(by_task: dict[str, float]) -> None:
 
 def _evaluate(args) -> int:
     from .evaluation import accuracy_by, decision_mse, plot_psychometric, psychometric
-    from .rundir import atomic_write
+    from .storage import atomic_write
     from .simulate import simulate, write_trials
     from .training import TEST_SEED_OFFSET, load_model
 

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 
 from .envs.trials import decision_choice, target_at_last_step, trial_scores
-from .rundir import atomic_path
+from .storage import save_figure
 
 __all__ = [
     "accuracy_by",
@@ -124,6 +124,4 @@ def plot_psychometric(curve: xr.DataArray, path: str | Path, title: str = "") ->
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return Path(path)
+    return save_figure(fig, path)

@@ -2,7 +2,7 @@
 
 Layout of a run directory::
 
-    config.json     {"config": TrainConfig fields, "versions": {..., "time_loops"}, "created": ...}
+    config.json     {"config": TrainConfig fields, "versions": {...}, "created": ...}
     checkpoint.pt   model + optimiser + RNG state (torch.save; loaded weights_only)
     metrics.csv     step, loss, accuracy, eval_accuracy, lr, wall_time
     trials.nc       after `neuroalrnn evaluate` (see neuroalrnn.simulate)
@@ -16,9 +16,6 @@ import io
 import json
 import os
 import platform
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,8 +23,8 @@ from typing import Any
 
 import torch
 
-from . import native
 from .config import TrainConfig
+from .storage import atomic_write
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -51,69 +48,12 @@ def versions() -> dict[str, str]:
     return found
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it onto ``path``.
-
-    A reader never sees a half-written file, and a failed or interrupted write
-    leaves the previous version in place (the temporary file is removed).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
-    payload = data.encode() if isinstance(data, str) else data
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def write_netcdf(dataset, path: str | os.PathLike) -> Path:
-    """Write an xarray Dataset to NetCDF (h5netcdf) atomically (see :func:`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        dataset.to_netcdf(tmp, engine="h5netcdf")
-    return Path(path)
-
-
-@contextmanager
-def advisory_lock(lock_file: Path, busy: Exception) -> Iterator[None]:
-    """Hold an exclusive advisory lock on ``lock_file`` (freed if the process dies); raise ``busy`` if taken."""
-    import fcntl
-
-    with Path(lock_file).open("w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise busy from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def write_config(run_dir: Path, config: TrainConfig) -> None:
     record = {
         "config": config.to_dict(),
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    if config.model == "alrnn" and config.fast_step:
-        # Compiled and torch time loops agree to rounding, not bit for bit: say which one trained.
-        record["versions"]["time_loops"] = native.status()
     atomic_write(run_dir / CONFIG_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 

@@ -26,7 +26,8 @@ import torch
 import xarray as xr
 
 from . import __version__, envs
-from .rundir import versions, write_netcdf
+from .rundir import versions
+from .storage import write_netcdf
 
 __all__ = ["read_trials", "simulate", "write_trials"]
 

@@ -110,15 +110,12 @@ from .rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     RunDirectoryError,
-    advisory_lock,
-    atomic_path,
-    atomic_write,
     load_checkpoint,
     read_config,
     read_metrics,
     versions,
-    write_netcdf,
 )
+from .storage import advisory_lock, atomic_write, save_figure, write_netcdf
 
 __all__ = [
     "METRICS",
@@ -1160,9 +1157,7 @@ def _save(fig, axes, title: str, path: Path) -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    return path
+    return save_figure(fig, path)
 
 
 def _seeds_last(array: xr.DataArray, dim: str) -> np.ndarray:

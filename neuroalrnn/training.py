@@ -22,7 +22,6 @@ from .models import ALRNN, build_model
 from .rundir import (
     CHECKPOINT_FILE,
     RunDirectoryError,
-    advisory_lock,
     load_checkpoint,
     read_config,
     read_metrics,
@@ -30,6 +29,7 @@ from .rundir import (
     write_config,
     write_metrics,
 )
+from .storage import advisory_lock
 
 __all__ = [
     "Trainer",

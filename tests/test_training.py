@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn import native
 from neuroalrnn.config import TrainConfig
 from neuroalrnn.fast import alrnn_forward_fast
 from neuroalrnn.rundir import CHECKPOINT_FILE, RunDirectoryError, load_checkpoint, read_metrics
@@ -123,7 +122,6 @@ def test_run_directory_contents(tmp_path, tiny_config):
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert TrainConfig.from_dict(record["config"]) == tiny_config
     assert {"torch", "numpy", "neurogym", "gymnasium", "python"} <= set(record["versions"])
-    assert record["versions"]["time_loops"] == native.status()
     state = torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == tiny_config.steps
     assert {"model", "optimizer", "rng_torch"} <= set(state)
