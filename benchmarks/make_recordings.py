@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shuffle-conditions", action="store_true", help="permute condition labels across trials")
     args = parser.parse_args(argv)
 
-    from neuroalrnn.rundir import atomic_path
+    from neuroalrnn.storage import atomic_path
     from neuroalrnn.simulate import simulate
     from neuroalrnn.training import load_model
 
