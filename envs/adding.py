@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from neurogym.utils import spaces
 
-from .classic import SequenceTask, check_integer, check_number
+from .classic import SequenceTask
+from .options import check_integer, check_number
 
 __all__ = ["AddingProblem"]
 
@@ -55,7 +56,7 @@ class AddingProblem(SequenceTask):
     metadata = {  # noqa: RUF012
         "paper_link": "https://arxiv.org/abs/1504.00941",
         "paper_name": "A simple way to initialize recurrent networks of rectified linear units",
-        "tags": ["working memory", "regression", "supervised"],
+        "tags": ["working memory", "continuous action space", "supervised"],
         "render_modes": [],
     }
     epoch_names = ("stimulus", "decision")

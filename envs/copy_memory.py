@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from neurogym.utils import spaces
 
-from .classic import SequenceTask, check_integer
+from .classic import SequenceTask
+from .options import check_integer
 
 __all__ = ["CopyMemory"]
 
@@ -49,7 +50,7 @@ class CopyMemory(SequenceTask):
     metadata = {  # noqa: RUF012
         "paper_link": "https://proceedings.mlr.press/v48/arjovsky16.html",
         "paper_name": "Unitary evolution recurrent neural networks",
-        "tags": ["working memory", "sequence", "supervised"],
+        "tags": ["working memory", "delayed response", "n-alternative", "supervised"],
         "render_modes": [],
     }
     epoch_names = ("stimulus", "delay", "decision")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 from neurogym.utils import spaces
 
-from .classic import SequenceTask, check_integer, check_number
+from .classic import SequenceTask
+from .options import check_integer, check_number
 
 __all__ = ["FlipFlop"]
 
@@ -59,7 +60,7 @@ class FlipFlop(SequenceTask):
     metadata = {  # noqa: RUF012
         "paper_link": "https://doi.org/10.1162/NECO_a_00409",
         "paper_name": "Opening the black box: low-dimensional dynamics in high-dimensional recurrent neural networks",
-        "tags": ["working memory", "regression", "supervised"],
+        "tags": ["working memory", "continuous action space", "multidimensional action space", "supervised"],
         "render_modes": [],
     }
     epoch_names = ("stimulus", "decision")

@@ -14,7 +14,7 @@ scheduled env the same seed and leaves the schedule where it was).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium
@@ -24,7 +24,9 @@ from neurogym.core import OBNOW, TrialEnv
 from neurogym.utils import spaces
 from neurogym.wrappers.block import MultiEnvs, ScheduleEnvs
 
+from .base import TaskEnv, TaskInterface, task_interface
 from .epochs import CANONICAL_EPOCHS, canonical_epoch_map
+from .options import check_number
 
 __all__ = ["MultiTaskEnv", "seed_trial_env"]
 
@@ -99,17 +101,6 @@ def _merge_orders(orders: list[list[str]], rank: Mapping[str, int] | None = None
     return tuple(merged)
 
 
-def _space_labels(space: Any, size: int) -> list[str]:
-    """Per-dimension labels from a NeuroGym space's ``name`` dict (``stimulus_0``, ...)."""
-    labels = [str(i) for i in range(size)]
-    for name, where in (getattr(space, "name", None) or {}).items():
-        indices = [where] if np.ndim(where) == 0 else list(where)
-        for k, index in enumerate(indices):
-            if 0 <= int(index) < size:
-                labels[int(index)] = name if len(indices) == 1 else f"{name}_{k}"
-    return labels
-
-
 def _group_labels(labels: tuple[str, ...]) -> dict[str, Any]:
     """A NeuroGym ``name`` dict from labels: ``mod1_0, mod1_1`` -> ``{"mod1": [1, 2]}``, others alone."""
     groups: dict[str, list[int]] = {}
@@ -120,7 +111,7 @@ def _group_labels(labels: tuple[str, ...]) -> dict[str, Any]:
     return {key: indices[0] if len(indices) == 1 else indices for key, indices in groups.items()}
 
 
-class MultiTaskEnv(TrialEnv):
+class MultiTaskEnv(TaskEnv):
     """Trials of several tasks in one env: shared inputs and outputs, plus a one-hot rule input.
 
     Inputs: the sub-tasks' common observation (K dimensions), then one rule
@@ -147,6 +138,10 @@ class MultiTaskEnv(TrialEnv):
         canonical_epochs: epoch name -> canonical epoch (see
             :mod:`neuroalrnn.envs.epochs`), over what sub-tasks declare in
             their own ``canonical_epochs``.
+        tags: the env's ``metadata["tags"]``, in NeuroGym's vocabulary.
+
+    The sub-tasks' task interfaces (:func:`~neuroalrnn.envs.base.task_interface`)
+    must agree on ``scoring``, which becomes this env's.
 
     Attributes:
         task_names: tuple of task names; position = index of the rule input.
@@ -158,8 +153,6 @@ class MultiTaskEnv(TrialEnv):
         probabilities: (task,) sampling probability of each task.
     """
 
-    metadata = {"render_modes": [], "tags": ["multi-task", "supervised"]}  # noqa: RUF012
-
     def __init__(
         self,
         envs: Mapping[str, Any],
@@ -168,6 +161,7 @@ class MultiTaskEnv(TrialEnv):
         input_names: tuple[str, ...] | None = None,
         output_names: tuple[str, ...] | None = None,
         canonical_epochs: Mapping[str, str] | None = None,
+        tags: Sequence[str] = ("supervised",),
     ) -> None:
         if not isinstance(envs, Mapping) or not envs:
             raise ValueError(f"envs must be a non-empty mapping task name -> TrialEnv, got {envs!r}")
@@ -190,7 +184,13 @@ class MultiTaskEnv(TrialEnv):
                 )
             if actions != n_actions:
                 raise ValueError(f"task {name!r} has {actions} actions, but {first!r} has {n_actions}; all must match")
+        interfaces = {name: task_interface(self.envs[name]) for name in self.task_names}
+        scorings = {name: interface.scoring for name, interface in interfaces.items()}
+        if len(set(scorings.values())) > 1:
+            raise ValueError(f"the tasks must share one scoring; they declare {scorings}")
         super().__init__(dt=dt)
+        self.metadata = {**type(self).metadata, "tags": list(tags)}
+        self.scoring = scorings[first]
         self.n_shared_inputs = n_inputs
         filled = self._filled_weights(weights)
         if sum(filled) <= 0:
@@ -198,20 +198,12 @@ class MultiTaskEnv(TrialEnv):
         self.weights = dict(zip(self.task_names, filled, strict=True))
         self.probabilities = np.asarray(filled) / sum(filled)
 
-        first_base, first_env = bases[first], self.envs[first]
-        shared_inputs = tuple(
-            input_names
-            if input_names is not None
-            else getattr(first_base, "input_names", None) or _space_labels(first_env.observation_space, n_inputs)
-        )
+        first_env = self.envs[first]
+        shared_inputs = tuple(input_names if input_names is not None else interfaces[first].input_names)
         if len(shared_inputs) != n_inputs:
             raise ValueError(f"input_names has {len(shared_inputs)} labels, but the tasks have {n_inputs} inputs")
         self.input_names = shared_inputs + tuple(f"rule_{name}" for name in self.task_names)
-        self.output_names = tuple(
-            output_names
-            if output_names is not None
-            else getattr(first_base, "output_names", None) or _space_labels(first_env.action_space, n_actions)
-        )
+        self.output_names = tuple(output_names if output_names is not None else interfaces[first].output_names)
         if len(self.output_names) != n_actions:
             raise ValueError(
                 f"output_names has {len(self.output_names)} labels, but the tasks have {n_actions} actions"
@@ -221,10 +213,10 @@ class MultiTaskEnv(TrialEnv):
         )
         self.action_space = spaces.Discrete(n_actions, name=getattr(first_env.action_space, "name", None))
 
-        epoch_orders = [self._declared_epochs(name) for name in self.task_names]
+        epoch_orders = [self._declared_epochs(name, interfaces[name]) for name in self.task_names]
         declared: dict[str, str] = {}
         for name in self.task_names:
-            for epoch, canonical in (getattr(bases[name], "canonical_epochs", None) or {}).items():
+            for epoch, canonical in interfaces[name].canonical_epochs.items():
                 if declared.setdefault(epoch, canonical) != canonical:
                     raise ValueError(
                         f"task {name!r} maps epoch {epoch!r} to {canonical!r}, another task to {declared[epoch]!r}"
@@ -263,11 +255,10 @@ class MultiTaskEnv(TrialEnv):
             raise ValueError(f"task {name!r} has action space {env.action_space}; only discrete actions are supported")
         return int(shape[0]), int(env.action_space.n)
 
-    def _declared_epochs(self, name: str) -> list[str]:
+    def _declared_epochs(self, name: str, interface: TaskInterface) -> list[str]:
         """The task's epoch names: its ``epoch_names`` if it declares them, else a probe trial's non-empty ones."""
-        declared = getattr(self._base(name), "epoch_names", None)
-        if declared:
-            return list(declared)
+        if interface.epoch_names:
+            return list(interface.epoch_names)
         self.envs[name].new_trial()
         base = self._base(name)  # after the trial: a wrapper may have switched envs
         return [p for p in _period_order(base) if base.end_ind[p] > base.start_ind[p]]
@@ -280,17 +271,7 @@ class MultiTaskEnv(TrialEnv):
         unknown = [name for name in weights if name not in self.task_names]
         if unknown:
             raise ValueError(f"weights name unknown tasks {unknown}; valid tasks: {list(self.task_names)}")
-        filled = []
-        for name in self.task_names:
-            value = weights.get(name, 1.0)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"weights[{name!r}] must be a number, got {value!r}") from None
-            if not np.isfinite(value) or value < 0:
-                raise ValueError(f"weights[{name!r}] must be finite and >= 0, got {value}")
-            filled.append(value)
-        return filled
+        return [check_number(f"weights[{name!r}]", weights.get(name, 1.0), 0.0) for name in self.task_names]
 
     # ---------------------------------------------------------- the trials
 
@@ -301,12 +282,6 @@ class MultiTaskEnv(TrialEnv):
         for name, child in zip(self.task_names, children, strict=True):
             seed_trial_env(self.envs[name], child)
         return [seed]
-
-    def reset(self, seed: int | None = None, options: dict | None = None):
-        """Gymnasium reset; a ``seed`` re-seeds task choice and every sub-task (see :meth:`seed`)."""
-        if seed is not None:
-            self.seed(seed)
-        return super().reset(seed=seed, options=options)
 
     def _new_trial(self, task: str | None = None, **kwargs):
         """Draw a task (or use ``task``) and build its trial; ``kwargs`` go to the sub-task's ``new_trial``."""

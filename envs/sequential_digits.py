@@ -16,7 +16,8 @@ import numbers
 import numpy as np
 from neurogym.utils import spaces
 
-from .classic import SequenceTask, check_integer
+from .classic import SequenceTask
+from .options import check_integer
 
 __all__ = ["MODES", "SPLITS", "SequentialDigits", "digit_images", "split_indices"]
 
@@ -94,7 +95,7 @@ class SequentialDigits(SequenceTask):
     metadata = {  # noqa: RUF012
         "paper_link": "https://arxiv.org/abs/1504.00941",
         "paper_name": "A simple way to initialize recurrent networks of rectified linear units",
-        "tags": ["perceptual", "sequence", "classification", "supervised"],
+        "tags": ["perceptual", "n-alternative", "supervised"],
         "render_modes": [],
     }
     epoch_names = ("stimulus", "decision")

@@ -6,14 +6,25 @@ computation by recurrent dynamics in prefrontal cortex. Nature 503, 78-84.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
-from neurogym.core import TrialEnv
 from neurogym.utils import spaces
 
+from .base import TaskEnv
+from .options import check_number, check_timing
+
 CONTEXTS = ("motion", "colour")
+DEFAULT_TIMING = {
+    "fixation": 300,
+    "context": 350,
+    "stimulus": 750,
+    "delay": ("choice", [300, 450, 600]),
+    "decision": 200,
+}
 
 
-class StimulusSelection(TrialEnv):
+class StimulusSelection(TaskEnv):
     """Report the sign of the contextually relevant evidence after a delay.
 
     Epochs: ``fixation`` → ``context`` (cue only) → ``stimulus`` (noisy motion
@@ -37,14 +48,16 @@ class StimulusSelection(TrialEnv):
     and decision.
 
     Args:
-        dt: time step in ms.
+        dt: time step in ms, > 0.
         cohs: unsigned coherences; each trial draws a sign and a magnitude
             independently for motion and colour. Zero is not allowed (the
             correct choice must be defined).
         sigma: standard deviation of the input noise per time step. With the
             default timing (15 stimulus steps) the ideal observer is correct
             on ~83 % of trials at coherence 0.05 and ≥ 99.8 % at 0.15.
-        timing: durations in ms per epoch (NeuroGym timing specs).
+        timing: durations in ms per epoch (NeuroGym timing specs, see
+            :func:`~neuroalrnn.envs.options.check_timing`) replacing those of
+            :data:`DEFAULT_TIMING`; the decision epoch must last at least one step.
 
     Trial conditions (keys of the dict returned by ``new_trial``):
     ``context`` ("motion"/"colour"), ``coh_motion``, ``coh_colour`` (signed),
@@ -63,31 +76,18 @@ class StimulusSelection(TrialEnv):
 
     def __init__(
         self,
-        dt: int = 50,
+        dt: float = 50,
         cohs: tuple[float, ...] = (0.05, 0.15, 0.5),
         sigma: float = 0.2,
         timing: dict | None = None,
     ) -> None:
+        check_number("dt", dt, 0.0, low_open=True)
         super().__init__(dt=dt)
-        cohs = tuple(float(c) for c in cohs)
-        if not cohs or any(c <= 0 for c in cohs):
-            raise ValueError(f"cohs must be positive unsigned coherences, got {cohs}")
-        if not sigma >= 0:  # also rejects NaN
-            raise ValueError(f"sigma must be >= 0, got {sigma}")
-        self.cohs = np.asarray(cohs)
-        self.sigma = float(sigma)
-        self.timing = {
-            "fixation": 300,
-            "context": 350,
-            "stimulus": 750,
-            "delay": ("choice", [300, 450, 600]),
-            "decision": 200,
-        }
-        if timing:
-            unknown = set(timing) - set(self.timing)
-            if unknown:
-                raise ValueError(f"unknown epochs in timing: {sorted(unknown)}; valid: {list(self.timing)}")
-            self.timing.update(timing)
+        if isinstance(cohs, str) or not isinstance(cohs, Collection) or not cohs:
+            raise ValueError(f"cohs must be a non-empty list of unsigned coherences > 0, got {cohs!r}")
+        self.cohs = np.asarray([check_number("cohs", coh, 0.0, low_open=True) for coh in cohs])
+        self.sigma = check_number("sigma", sigma, 0.0)
+        self.timing = check_timing(timing, DEFAULT_TIMING, self.dt, one_step_at_least=("decision",))
         self.observation_space = spaces.Box(
             -np.inf,
             np.inf,

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .base import SCORINGS, task_interface
 from .epochs import canonical_epoch_map
 
 __all__ = [
-    "SCORINGS",
-    "TARGET_KINDS",
     "WEIGHTINGS",
     "TrialBatch",
     "decision_choice",
@@ -26,8 +25,6 @@ __all__ = [
 ]
 
 WEIGHTINGS = ("epoch", "uniform")
-TARGET_KINDS = ("class", "regression")
-SCORINGS = ("choice", "steps", "regression")
 PAD_EPOCH = -1
 
 
@@ -241,17 +238,12 @@ def sample_trials(
     base = env.unwrapped
     if seed is not None:
         base.seed(int(seed))
-    target_kind = getattr(base, "target_kind", "class")
-    scoring = getattr(base, "scoring", "choice" if target_kind == "class" else "regression")
-    if target_kind not in TARGET_KINDS or scoring not in SCORINGS:
-        raise ValueError(
-            f"{type(base).__name__} declares target_kind={target_kind!r}, scoring={scoring!r}; "
-            f"valid: {TARGET_KINDS} and {SCORINGS}"
-        )
-    task_names = tuple(getattr(base, "task_names", (task_name,)))
+    interface = task_interface(env)
+    target_kind = interface.target_kind
+    task_names = interface.task_names or (task_name,)
 
     observations, ground_truths, epochs, trial_infos = [], [], [], []
-    epoch_names: list[str] = list(getattr(base, "epoch_names", ()))
+    epoch_names: list[str] = list(interface.epoch_names)
     for _ in range(n_trials):
         trial = base.new_trial()
         ob = np.asarray(base.ob, dtype=np.float32)
@@ -277,6 +269,11 @@ def sample_trials(
 
     n_steps = max(len(ob) for ob in observations)
     n_inputs = observations[0].shape[1]
+    if len(interface.input_names) != n_inputs:
+        raise ValueError(
+            f"{type(base).__name__} names {len(interface.input_names)} inputs {list(interface.input_names)}, "
+            f"but its observations have {n_inputs}"
+        )
     inputs = np.zeros((n_trials, n_steps, n_inputs), dtype=np.float32)
     if target_kind == "class":
         targets = np.zeros((n_trials, n_steps), dtype=np.int64)
@@ -312,12 +309,12 @@ def sample_trials(
         task_names=task_names,
         conditions=conditions,
         dt=float(base.dt),
-        input_names=tuple(getattr(base, "input_names", _space_names(base.observation_space, n_inputs))),
-        output_names=tuple(getattr(base, "output_names", _space_names(base.action_space, None))),
+        input_names=interface.input_names,
+        output_names=interface.output_names,
         target_kind=target_kind,
-        scoring=scoring,
-        tolerance=float(getattr(base, "tolerance", 0.0)),
-        canonical_epochs=canonical_epoch_map(epoch_names, getattr(base, "canonical_epochs", None)),
+        scoring=interface.scoring,
+        tolerance=interface.tolerance,
+        canonical_epochs=canonical_epoch_map(epoch_names, interface.canonical_epochs),
     )
 
 
@@ -354,14 +351,3 @@ def _collect_conditions(trials: list[dict]) -> dict[str, np.ndarray]:
     ]
     return {key: np.asarray([t[key] for t in trials]) for key in keys}
 
-
-def _space_names(space, size: int | None) -> tuple[str, ...]:
-    """Per-dimension labels from a NeuroGym space's ``name`` dict."""
-    if size is None:
-        size = int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
-    labels = [str(i) for i in range(size)]
-    for name, where in (getattr(space, "name", None) or {}).items():
-        indices = [where] if np.ndim(where) == 0 else list(where)
-        for k, index in enumerate(indices):
-            labels[int(index)] = name if len(indices) == 1 else f"{name}_{k}"
-    return tuple(labels)

@@ -90,18 +90,44 @@ from neurogym.envs.collections import yang19 as neurogym_yang19
 from neurogym.wrappers.block import ScheduleEnvs
 
 from .multitask import MultiTaskEnv, seed_trial_env
+from .options import check_integer, check_number, check_timing
 
-__all__ = ["CANONICAL_EPOCHS", "DM_TIMING", "OVERRIDES", "PRESETS", "YANG19_TASKS", "yang19_suite"]
+__all__ = [
+    "DM_TIMING", "EPOCH_TO_CANONICAL", "OVERRIDES", "PRESETS", "TAGS", "YANG19_TASKS", "YANG19_TASK_DESCRIPTIONS",
+    "yang19_suite",
+]  # fmt: skip
 
-YANG19_TASKS = (
-    "go", "rtgo", "dlygo", "anti", "rtanti", "dlyanti",
-    "dm1", "dm2", "ctxdm1", "ctxdm2", "multidm",
-    "dlydm1", "dlydm2", "ctxdlydm1", "ctxdlydm2", "multidlydm",
-    "dms", "dnms", "dmc", "dnmc",
-)  # fmt: skip
+# Task name -> one line on what the network must do; the order is Yang et al.'s (and the rule inputs').
+YANG19_TASK_DESCRIPTIONS = {
+    "go": "at the go cue, respond in the direction of the stimulus",
+    "rtgo": "reaction-time go: respond in the stimulus direction as soon as the stimulus appears",
+    "dlygo": "delayed go: a brief stimulus, a delay, then respond in its direction at the go cue",
+    "anti": "at the go cue, respond opposite to the stimulus direction",
+    "rtanti": "reaction-time anti: respond opposite to the stimulus as soon as it appears",
+    "dlyanti": "delayed anti: respond opposite to a remembered stimulus at the go cue",
+    "dm1": "decision making: choose the stronger of two stimuli in modality 1",
+    "dm2": "decision making: choose the stronger of two stimuli in modality 2",
+    "ctxdm1": "context-dependent decision making: both modalities shown, judge modality 1 only",
+    "ctxdm2": "context-dependent decision making: both modalities shown, judge modality 2 only",
+    "multidm": "multisensory decision making: choose the direction with more evidence summed over both modalities",
+    "dlydm1": "delayed decision making: two stimuli in modality 1 one after the other, choose the stronger",
+    "dlydm2": "delayed decision making: two stimuli in modality 2 one after the other, choose the stronger",
+    "ctxdlydm1": "context-dependent delayed decision making on modality 1, ignoring modality 2",
+    "ctxdlydm2": "context-dependent delayed decision making on modality 2, ignoring modality 1",
+    "multidlydm": "multisensory delayed decision making: evidence summed over both modalities",
+    "dms": "delayed match-to-sample: respond toward the test if its direction matches the sample, else fixate",
+    "dnms": "delayed non-match-to-sample: respond toward the test if it differs from the sample, else fixate",
+    "dmc": "delayed match-to-category: respond toward the test if it is in the sample's half-ring category",
+    "dnmc": "delayed non-match-to-category: respond toward the test if its category differs from the sample's",
+}
+YANG19_TASKS = tuple(YANG19_TASK_DESCRIPTIONS)
 PRESETS = {"fast": {"dt": 100, "dim_ring": 16}, "faithful": {"dt": 20, "dim_ring": 32}}
 OVERRIDES = ("dt", "dim_ring", "sigma", "rewards")
-CANONICAL_EPOCHS = {
+TAGS = (
+    "perceptual", "context dependent", "working memory", "delayed response", "go-no-go", "n-alternative", "supervised",
+)  # fmt: skip
+# Each of the suite's epoch names -> its canonical epoch (neuroalrnn.envs.epochs).
+EPOCH_TO_CANONICAL = {
     "fixation": "fixation",
     "stimulus": "stimulus",
     "stim1": "stimulus",
@@ -118,6 +144,8 @@ _DM_TASKS = ("dm1", "dm2", "ctxdm1", "ctxdm2", "multidm")
 _DELAY_DM_TASKS = ("dlydm1", "dlydm2", "ctxdlydm1", "ctxdlydm2", "multidlydm")
 _CATEGORY_TASKS = ("dmc", "dnmc")
 _MAX_DRAWS = 1000
+# Epochs that must not vanish at a coarse dt: without them a trial shows no evidence or asks for no answer.
+_ONE_STEP_AT_LEAST = ("stimulus", "stim1", "stim2", "sample", "test", "decision")
 _TIE_TOLERANCE = 1e-6  # NeuroGym breaks ties with uniform(-1e-6, 1e-6) noise
 
 
@@ -199,6 +227,11 @@ def _build_task(name: str, dt: float, dim_ring: int, sigma: float | None, reward
         kwargs["timing"] = dict(DM_TIMING)
     env = getattr(neurogym_yang19, name)(**kwargs)
     variants = list(env.envs) if isinstance(env, ScheduleEnvs) else [env]
+    for variant in variants:
+        try:
+            check_timing(None, variant.unwrapped.timing, dt, one_step_at_least=_ONE_STEP_AT_LEAST)
+        except ValueError as error:
+            raise ValueError(f"task {name!r}: {error}") from None
     if name in _CATEGORY_TASKS:
         return _Yang19Task(variants, _on_category_boundary)
     if name in _DM_TASKS or name in _DELAY_DM_TASKS:
@@ -230,7 +263,8 @@ def yang19_suite(
     """Yang et al.'s tasks as one :class:`MultiTaskEnv`.
 
     Args:
-        tasks: task names from :data:`YANG19_TASKS` (all 20 if ``None``); their
+        tasks: task names from :data:`YANG19_TASKS` (all 20 if ``None``; what each
+            asks in :data:`YANG19_TASK_DESCRIPTIONS`); their
             order is the order of the rule inputs.
         preset: ``"fast"`` (dt = 100 ms, 16 ring directions) or ``"faithful"``
             (dt = 20 ms, 32 directions, Yang et al.'s sizes).
@@ -251,16 +285,15 @@ def yang19_suite(
         )
     options = {**PRESETS[preset], **overrides}
     dt, dim_ring = options["dt"], options["dim_ring"]
-    if isinstance(dt, bool) or not isinstance(dt, int | float) or not dt > 0:
-        raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
-    if isinstance(dim_ring, bool) or not isinstance(dim_ring, int | np.integer) or dim_ring < 2 or dim_ring % 2:
+    check_number("dt", dt, 0.0, low_open=True)
+    if check_integer("dim_ring", dim_ring, 2) % 2:
         raise ValueError(f"dim_ring must be an even integer >= 2, got {dim_ring!r}")
     if len(np.arange(0, 2 * np.pi, 2 * np.pi / dim_ring)) != dim_ring:
         # NeuroGym's _Reach builds its ring with np.arange, which rounds to one direction too many here
         raise ValueError(f"dim_ring={dim_ring} breaks NeuroGym's go/anti tasks; choose another even number")
     sigma = options.get("sigma")
-    if sigma is not None and not (isinstance(sigma, int | float) and sigma >= 0):
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    if sigma is not None:
+        check_number("sigma", sigma, 0.0)
     rewards = options.get("rewards")
     if rewards is not None and not isinstance(rewards, Mapping):
         raise ValueError(f"rewards must be a dict like {{'correct': 1.0, 'fail': 0.0, 'abort': -0.1}}, got {rewards!r}")
@@ -272,5 +305,6 @@ def yang19_suite(
         weights,
         input_names=("fixation", *(f"mod1_{i}" for i in ring), *(f"mod2_{i}" for i in ring)),
         output_names=("fixate", *(f"choice_{i}" for i in ring)),
-        canonical_epochs=CANONICAL_EPOCHS,
+        canonical_epochs=EPOCH_TO_CANONICAL,
+        tags=TAGS,
     )

@@ -71,18 +71,33 @@ def test_no_warnings_from_make_reset_step_and_sampling():
         sample_trials(env, 4, seed=0)
 
 
-def test_import_emits_no_warnings():
-    code = (
+def run_with_warnings_as_errors(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh Python process that turns every warning but neurogym's own into an error."""
+    prelude = (
         "import warnings\n"
         "warnings.simplefilter('error')\n"
         # as in pyproject.toml: neurogym's own import-time deprecations are not ours
         "warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'neurogym.*')\n"
         "warnings.filterwarnings('ignore', category=DeprecationWarning, module=r'pkg_resources.*')\n"
-        "import neuroalrnn.envs\n"
-        "neuroalrnn.envs.make('stimulus-selection').reset(seed=0)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True, text=True, check=False)
+
+
+def test_import_emits_no_warnings():
+    result = run_with_warnings_as_errors(
+        "import neuroalrnn.envs\nneuroalrnn.envs.make('stimulus-selection').reset(seed=0)\n"
+    )
     assert result.returncode == 0, result.stderr
+
+
+def test_gymnasium_id_with_module_prefix_imports_and_registers_in_a_fresh_process():
+    result = run_with_warnings_as_errors(
+        "import gymnasium\n"
+        "env = gymnasium.make('neuroalrnn.envs:neuroalrnn/CopyMemory-v0')\n"
+        "print(type(env.unwrapped).__name__)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "CopyMemory"
 
 
 # ---------------------------------------------------------------- registry

@@ -7,19 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from neurogym.core import TrialEnv
 from neurogym.utils import spaces
 
 from neuroalrnn import envs
 from neuroalrnn.cli import main
 from neuroalrnn.config import TrainConfig
 from neuroalrnn.envs import registry
+from neuroalrnn.envs.base import TaskEnv
 from neuroalrnn.envs.epochs import CANONICAL_EPOCHS, canonical_epoch_map
 from neuroalrnn.envs.trials import TrialBatch, sample_trials, trial_scores
 from neuroalrnn.training import Trainer, bank_cache_path, task_loss, weighted_squared_error
 
 
-class Echo(TrialEnv):
+class Echo(TaskEnv):
     """Regression toy: hold a value seen during ``stimulus`` and report it during ``decision``."""
 
     target_kind = "regression"
@@ -49,7 +49,7 @@ class Echo(TrialEnv):
         return self.ob_now, 0.0, False, {"new_trial": False, "gt": self.gt_now}
 
 
-class TwoTasks(TrialEnv):
+class TwoTasks(TaskEnv):
     """Class toy with two tasks: report the sign of the input (``same``) or its opposite (``flip``)."""
 
     task_names = ("same", "flip")
@@ -115,7 +115,7 @@ def test_unknown_task_in_a_trial_is_an_error():
 
 def test_ground_truth_shape_must_match_the_target_kind():
     env = Echo()
-    env.target_kind = "class"
+    env.target_kind, env.scoring = "class", "choice"
     with pytest.raises(ValueError, match="class task but its ground truth has shape"):
         sample_trials(env, 2, seed=0)
 
@@ -189,8 +189,8 @@ def test_trial_batch_save_load_round_trip(tmp_path):
 
 @pytest.fixture
 def toy_tasks(monkeypatch):
-    monkeypatch.setitem(registry._TASKS, "echo", (Echo, "toy regression"))
-    monkeypatch.setitem(registry._TASKS, "two-tasks", (TwoTasks, "toy multi-task"))
+    monkeypatch.setitem(registry._TASKS, "echo", registry._Task(Echo, "toy regression", "Echo"))
+    monkeypatch.setitem(registry._TASKS, "two-tasks", registry._Task(TwoTasks, "toy multi-task", "TwoTasks"))
 
 
 def test_trainer_learns_a_regression_task(tmp_path, toy_tasks):
@@ -240,7 +240,7 @@ def test_cli_evaluate_writes_per_task_accuracy(tmp_path, toy_tasks, capsys):
     printed = capsys.readouterr().out
     assert "same" in printed and "flip" in printed and "mean" in printed
     summary = json.loads((run / "evaluation.json").read_text())
-    assert set(summary["by_task"]) == {"same", "flip"}
+    assert set(summary["accuracy_by_task"]) == {"same", "flip"}
     assert summary["n_trials"] == 60
     import xarray as xr
 
@@ -307,7 +307,7 @@ def test_sharing_command_needs_analysed_runs(tmp_path, toy_tasks, capsys):
     run = tmp_path / "run"
     assert main(["train", "--task", "two-tasks", "--out", str(run), "--units", "8", "--nonlinear", "2",
                  "--steps", "4", "--eval-every", "4", "--eval-trials", "10", "--bank-size", "16",
-                 "--data-workers", "0", "--no-progress"]) == 0
+                 "--batch-size", "16", "--data-workers", "0", "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["sharing", str(run)]) == 1
     assert "no sharing.nc" in capsys.readouterr().err
