@@ -1,18 +1,14 @@
 """Run a model on fresh trials and return them as the ``trials.nc`` Dataset.
 
-Layout (DESIGN.md): dims ``trial``, ``time``, ``input``, ``unit``, ``output``;
-coords ``time`` (ms, the start of each step), ``task`` (trial), every trial
-condition (trial), ``epoch`` (trial, time; the task's own epoch names, "" on
-padded steps), ``epoch_canonical`` (trial, time; the canonical epoch of
-``neuroalrnn.envs.epochs``), ``input`` and ``output`` names; data_vars
-``inputs`` (trial, time, input), ``targets`` (trial, time) class labels or
-(trial, time, output) regression targets, ``outputs`` (trial, time, output; the readout y_t, logits for
-discrete tasks), ``latents`` (trial, time, unit; z_t), ``regime`` (trial,
-time; int64 code Σ_i [z_{M-P+i} > 0] 2^i, or (trial, time, regime_byte)
-packed little-endian bytes when P > 62; absent for tanh/GRU/LSTM), ``mask``
-(trial, time). Attributes: model kind, M, P, dt, seed, package version, the
-task's ``target_kind``, ``scoring`` and ``tolerance``, the run's config and
-dependency versions (JSON).
+The layout (dims, coordinates, variables, attributes) is declared in
+:data:`neuroalrnn.formats.TRIALS` and documented in ``docs/formats.md``: dims
+``trial``, ``time``, ``input``, ``unit``, ``output``; data_vars ``inputs``,
+``targets``, ``outputs`` (y_t), ``latents`` (z_t), ``regime`` (AL-RNNs only)
+and ``mask``; per-trial conditions as coordinates on ``trial``. Besides the
+model, task and version attributes, every Dataset records its provenance:
+``format_version``, ``n_trials``, ``seed``, ``simulated_with_noise`` (0/1) and
+``checkpoint_step`` (-1 when unknown), so a reader can refuse trials that are
+not the ones it asked for (:func:`neuroalrnn.formats.check_trials_match`).
 """
 
 from __future__ import annotations
@@ -26,12 +22,13 @@ import torch
 import xarray as xr
 
 from . import __version__, envs
+from .formats import FORMAT_VERSION, read, validate
 from .rundir import versions
 from .storage import write_netcdf
 
-__all__ = ["read_trials", "simulate", "write_trials"]
+__all__ = ["read_trials", "simulate", "trials_dataset", "write_trials"]
 
-REQUIRED_VARIABLES = ("inputs", "targets", "outputs", "latents", "mask")
+UNKNOWN_CHECKPOINT_STEP = -1
 
 
 def simulate(
@@ -41,13 +38,17 @@ def simulate(
     seed: int = 0,
     *,
     noise: bool = False,
+    checkpoint_step: int | None = None,
     task_name: str | None = None,
     config: dict | None = None,
 ) -> xr.Dataset:
     """Simulate ``model`` on ``n_trials`` trials of ``env`` (or a task name) drawn with ``seed``.
 
-    The model runs in eval mode (no recurrent noise) unless ``noise=True``.
-    ``config`` (e.g. ``TrainConfig.to_dict()``) is stored as a JSON attribute.
+    The model runs in eval mode (no recurrent noise) unless ``noise=True``
+    (train mode: its recurrent noise σ_rec is on). ``checkpoint_step``: the
+    training step of the checkpoint the model was loaded from (None: unknown).
+    Both are recorded as attributes. ``config`` (e.g. ``TrainConfig.to_dict()``)
+    is stored as a JSON attribute.
     """
     if isinstance(env, str):
         task_name = task_name or env
@@ -65,7 +66,8 @@ def simulate(
             outputs, latents = model(torch.from_numpy(batch.inputs).to(_dtype(model)))
     finally:
         model.train(was_training)
-    return trials_dataset(batch, outputs.numpy(), latents.numpy(), model, seed=seed, config=config)
+    return trials_dataset(batch, outputs.numpy(), latents.numpy(), model, seed=seed, config=config, noise=noise,
+                          checkpoint_step=checkpoint_step)
 
 
 def trials_dataset(
@@ -76,8 +78,14 @@ def trials_dataset(
     *,
     seed: int,
     config: dict | None = None,
+    noise: bool = False,
+    checkpoint_step: int | None = None,
 ) -> xr.Dataset:
-    """Attach labels to plain arrays: the ``trials.nc`` Dataset of ``batch`` and a model's responses."""
+    """Attach labels to plain arrays: the ``trials.nc`` Dataset of ``batch`` and a model's responses.
+
+    ``noise``: whether the responses were simulated with the recurrent noise
+    on; ``checkpoint_step``: the step of the model's checkpoint (None: unknown).
+    """
     mask = batch.mask
     epoch_labels = np.asarray(batch.epoch_names + ("",), dtype=object)[batch.epoch]
     canonical = tuple(batch.canonical_epochs.get(name, "other") for name in batch.epoch_names)
@@ -110,6 +118,10 @@ def trials_dataset(
         "n_nonlinear": int(model.n_nonlinear),
         "dt": float(batch.dt),
         "seed": int(seed),
+        "n_trials": int(batch.inputs.shape[0]),
+        "simulated_with_noise": int(bool(noise)),
+        "checkpoint_step": UNKNOWN_CHECKPOINT_STEP if checkpoint_step is None else int(checkpoint_step),
+        "format_version": FORMAT_VERSION,
         "epoch_names": json.dumps(list(batch.epoch_names)),
         "task_names": json.dumps(list(batch.task_names)),
         "target_kind": batch.target_kind,
@@ -124,21 +136,20 @@ def trials_dataset(
 
 
 def write_trials(dataset: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write a trials Dataset to NetCDF (h5netcdf) atomically: temp file, then rename."""
+    """Validate a trials Dataset (``neuroalrnn.formats``), then write it to NetCDF (h5netcdf) atomically."""
+    validate("trials", dataset, source=path)
     return write_netcdf(dataset, path)
 
 
 def read_trials(path: str | os.PathLike) -> xr.Dataset:
-    """Load a ``trials.nc`` file fully into memory and check its variables."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no trials file at {path}")
-    with xr.open_dataset(path, engine="h5netcdf") as opened:
-        dataset = opened.load()
-    missing = [name for name in REQUIRED_VARIABLES if name not in dataset]
-    if missing:
-        raise ValueError(f"{path} is not a trials file: missing variables {missing}")
-    return dataset
+    """Load a ``trials.nc`` file fully into memory and validate it (``neuroalrnn.formats``).
+
+    Raises ``FileNotFoundError`` when there is no file and
+    :class:`~neuroalrnn.formats.FormatError` (a ValueError) naming what is
+    missing or wrong. A version-0 file (no ``format_version``) is read as it
+    is: it has no provenance attributes.
+    """
+    return read("trials", path)
 
 
 def _dtype(model: torch.nn.Module) -> torch.dtype:

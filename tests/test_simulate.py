@@ -10,7 +10,9 @@ import xarray as xr
 from neuroalrnn import ALRNN, GRUBaseline, regime_codes
 from neuroalrnn.envs import make
 from neuroalrnn.evaluation import accuracy_by, choices, decision_choice, psychometric
+from neuroalrnn.formats import FORMAT_VERSION, FormatError, StaleTrialsError, check_trials_match
 from neuroalrnn.simulate import read_trials, simulate, write_trials
+from neuroalrnn.storage import write_netcdf
 
 
 @pytest.fixture
@@ -70,8 +72,42 @@ def test_read_trials_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trials file"):
         read_trials(tmp_path / "missing.nc")
     xr.Dataset({"x": ("trial", [1, 2])}).to_netcdf(tmp_path / "other.nc", engine="h5netcdf")
-    with pytest.raises(ValueError, match="missing variables"):
+    with pytest.raises(FormatError, match=r"other.nc is not a valid trials file.*missing variables \['inputs'"):
         read_trials(tmp_path / "other.nc")
+
+
+def test_provenance_attributes_record_how_trials_were_simulated(model):
+    plain = simulate(model, "stimulus-selection", 3, seed=4)
+    assert plain.attrs["format_version"] == FORMAT_VERSION
+    assert (plain.attrs["n_trials"], plain.attrs["seed"]) == (3, 4)
+    assert plain.attrs["simulated_with_noise"] == 0 and plain.attrs["checkpoint_step"] == -1
+    noisy = simulate(model, "stimulus-selection", 3, seed=4, noise=True, checkpoint_step=250)
+    assert noisy.attrs["simulated_with_noise"] == 1 and noisy.attrs["checkpoint_step"] == 250
+    check_trials_match(noisy, n_trials=3, noise=True, checkpoint_step=250)
+    with pytest.raises(StaleTrialsError, match="noise True"):
+        check_trials_match(noisy, noise=False)
+
+
+def test_written_trials_keep_their_provenance_and_are_validated(tmp_path, model):
+    trials = simulate(model, "stimulus-selection", 2, seed=0, noise=True, checkpoint_step=7)
+    loaded = read_trials(write_trials(trials, tmp_path / "trials.nc"))
+    assert {key: loaded.attrs[key] for key in ("n_trials", "simulated_with_noise", "checkpoint_step")} == {
+        "n_trials": 2, "simulated_with_noise": 1, "checkpoint_step": 7}
+    with pytest.raises(FormatError, match="missing variable 'latents'"):
+        write_trials(trials.drop_vars("latents"), tmp_path / "broken.nc")
+    assert not (tmp_path / "broken.nc").exists()
+
+
+def test_version_0_trials_are_read_without_provenance(tmp_path, model):
+    trials = simulate(model, "stimulus-selection", 2, seed=0)
+    old = trials.drop_attrs(deep=False).assign_attrs(
+        {key: value for key, value in trials.attrs.items()
+         if key not in ("format_version", "n_trials", "simulated_with_noise", "checkpoint_step")})
+    write_netcdf(old, tmp_path / "trials.nc")
+    loaded = read_trials(tmp_path / "trials.nc")
+    assert "format_version" not in loaded.attrs
+    with pytest.raises(StaleTrialsError, match="before provenance was recorded"):
+        check_trials_match(loaded, n_trials=2)
 
 
 def test_many_nonlinear_units_give_packed_regimes():
