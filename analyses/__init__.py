@@ -14,7 +14,8 @@ regimes, unit task variance, subspaces), :mod:`.figures`,
 :mod:`.sharing_figures` and :mod:`.report`.
 """
 
-from .core import ALRNNParams, bits_to_codes, codes_to_bits, regime_labels, validate_trials
+from ..models import ALRNNParams, bits_to_codes, codes_to_bits
+from .core import regime_labels, validate_trials
 from .dynamics import amplification, find_cycles, find_fixed_points, regime_dynamics
 from .pipeline import analyze
 from .primitives import accumulated_response, boundary_transients, gating, integration_modes, transient_amplification

@@ -71,11 +71,8 @@ the start of each sample, as in ``trials.nc``), optionally ``epoch``
 
 Cost: per epoch and permutation one product XᵀY_π (samples × rank) and, for
 Procrustes, one small SVD (X and Y are first reduced to rank ≤ samples,
-which leaves every score unchanged); RSA ranks the RDMs once. Measured on one
-core of a busy 2-core machine, 1,000 model + 1,000 recorded trials of
-stimulus selection (72 conditions, 5 epochs + ``all``, 32 units, 100
-neurons) with 1,000 shuffles: 1.8 s CPU (``align="time"``: 2.4 s); with 300
-neurons 4.0 s (5.9 s). BLAS runs on one thread during :func:`compare`.
+which leaves every score unchanged); RSA ranks the RDMs once. BLAS runs on
+one thread during :func:`compare`.
 """
 
 from __future__ import annotations
@@ -95,6 +92,8 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
+from ..formats import recording_variable
+from ..system import jsonable
 from .core import validate_trials
 from .figures import save_figure
 from .regimes import epoch_order
@@ -201,17 +200,27 @@ class _ShapeScores:
         return out
 
 
+def _tied(distances: np.ndarray) -> np.ndarray:
+    """Distances rounded to :data:`_TIE` of the largest one, so that distances equal up to rounding rank as ties."""
+    resolution = _TIE * np.abs(distances).max(initial=0.0)
+    return np.round(distances / resolution) if resolution > 0 else np.zeros_like(distances)
+
+
 class _RankRSA:
-    """Spearman correlation of a model RDM with row-and-column-permuted copies of a recording RDM."""
+    """Spearman correlation of a model RDM with row-and-column-permuted copies of a recording RDM.
+
+    Each RDM is ranked after :func:`_tied`: conditions that share a state give distances that differ only in
+    their last bits, and ranking those would break their ties by chance.
+    """
 
     def __init__(self, rdm_x: np.ndarray | None, rdm_y: np.ndarray | None, n_conditions: int) -> None:
         self.valid = bool(rdm_x is not None and rdm_y is not None and np.isfinite(rdm_x).all()
-                          and np.isfinite(rdm_y).all() and np.ptp(rdm_x) > 0 and np.ptp(rdm_y) > 0)
+                          and np.isfinite(rdm_y).all() and np.ptp(_tied(rdm_x)) > 0 and np.ptp(_tied(rdm_y)) > 0)
         if not self.valid:
             return
-        rank_x = rankdata(rdm_x)
+        rank_x = rankdata(_tied(rdm_x))
         self.rank_x = (rank_x - rank_x.mean()) / np.linalg.norm(rank_x - rank_x.mean())
-        rank_y = rankdata(rdm_y)
+        rank_y = rankdata(_tied(rdm_y))
         self.square_y = squareform((rank_y - rank_y.mean()) / np.linalg.norm(rank_y - rank_y.mean()))
         self.upper = np.triu_indices(n_conditions, k=1)
 
@@ -253,25 +262,13 @@ def validate_recordings(recordings: xr.DataArray | xr.Dataset, variable: str | N
     """The recording as a (trial, time, neuron) DataArray with ``time`` in ms (float); ValueError says what is wrong.
 
     A Dataset's data variable is ``variable``, else its only one (besides
-    ``mask``), else ``rates`` or ``responses``; a ``mask`` variable becomes a
+    ``mask``), else ``rates`` or ``responses``
+    (:func:`neuroalrnn.formats.recording_variable`); a ``mask`` variable becomes a
     coordinate and the Dataset's attributes are kept (the variable's win).
     ``time`` must carry ``attrs["units"] = "ms"`` (or be a timedelta).
     """
     if isinstance(recordings, xr.Dataset):
-        candidates = [str(name) for name in recordings.data_vars if name != "mask"]
-        if variable is not None:
-            if variable not in recordings.data_vars:
-                raise ValueError(f"variable={variable!r} is not in the recordings; its data variables are {candidates}")
-            name = variable
-        elif len(candidates) == 1:
-            name = candidates[0]
-        elif "rates" in candidates or "responses" in candidates:
-            name = "rates" if "rates" in candidates else "responses"
-        else:
-            raise ValueError(
-                f"the recordings Dataset has data variables {candidates}; pass variable= one of them "
-                "(the default is the only one, else 'rates' or 'responses')"
-            )
+        name = recording_variable(recordings, variable)
         data = recordings[name].copy()
         data.attrs = {**recordings.attrs, **data.attrs}  # the file's description travels with the responses
         if "mask" in recordings.data_vars and "mask" not in data.coords:
@@ -506,17 +503,34 @@ def _resample_epoch(values, valid, labels, epoch, n_bins, per_feature):
 
 
 def _condition_means(sums, weights, condition, n_conditions):
-    """Mean over the trials of each condition of the per-trial averages sums/weights: (condition, bin, feature)."""
+    """Mean over the trials of each condition of the per-trial averages sums/weights: (condition, bin, feature).
+
+    The result does not depend on the order of the trials, to the last bit: the trials are put in a canonical
+    order (by condition, then by their content) and each condition's are summed one after the other.
+    """
     weights = np.broadcast_to(weights, sums.shape)
     has = weights > 1e-12
     per_trial = np.where(has, sums / np.where(has, weights, 1.0), 0.0)
-    onehot = (condition[None, :] == np.arange(n_conditions)[:, None]).astype(np.float64)
     shape = per_trial.shape[1:]
-    total = onehot @ per_trial.reshape(len(per_trial), -1)
-    count = onehot @ has.reshape(len(has), -1).astype(np.float64)
+    means = np.full((n_conditions, int(np.prod(shape))), np.nan)
+    kept = np.flatnonzero((condition >= 0) & (condition < n_conditions))
+    if not kept.size:
+        return means.reshape(n_conditions, *shape)
+    values = per_trial.reshape(len(per_trial), -1)[kept]
+    order = np.lexsort((_content_keys(values), condition[kept]))
+    values, counted, groups = values[order], has.reshape(len(has), -1)[kept][order], condition[kept][order]
+    starts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+    total = np.add.reduceat(values, starts, axis=0)
+    count = np.add.reduceat(counted.astype(np.float64), starts, axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(count > 0, total / count, np.nan)
+        means[groups[starts]] = np.where(count > 0, total / count, np.nan)
     return means.reshape(n_conditions, *shape)
+
+
+def _content_keys(rows: np.ndarray) -> np.ndarray:
+    """One number per row that depends only on the row's values (equal rows, equal keys), for a canonical order."""
+    direction = np.random.default_rng(0).standard_normal(rows.shape[1])
+    return np.array([float(np.dot(np.nan_to_num(row), direction)) for row in rows])
 
 
 def _epoch_windows(time, dt, labels, valid, epochs):
@@ -542,12 +556,7 @@ def _labels_from_windows(time, windows) -> np.ndarray:
 
 
 def _one_blas_thread(function):
-    """Run ``function`` with one BLAS/LAPACK thread (restored after).
-
-    Its small matrix products and SVDs lose several-fold on two OpenBLAS
-    threads when the other core is busy: 1,000 shuffles of 1,000 trials took
-    12 s instead of 1.8 s on 2 shared cores.
-    """
+    """Run ``function`` with one BLAS/LAPACK thread (restored after): its matrix products and SVDs are small."""
 
     @functools.wraps(function)
     def limited(*args, **kwargs):
@@ -588,8 +597,8 @@ def compare(
         epochs: epochs to compare (default every epoch both sides have, in the model's order).
         n_bins: points per epoch for ``align="epoch"``; 1 averages over the epoch.
         metrics: any of ``"cka"``, ``"procrustes"``, ``"rsa"``.
-        n_shuffles: condition-label permutations of the recording for the null; 0 skips the null.
-            1000 by default (about a second for 1,000 trials; p ≥ 1/1001).
+        n_shuffles: condition-label permutations of the recording for the null; 0 skips the null
+            (with 1000, the default, p ≥ 1/1001).
         seed: seed of the permutations.
         variable: the data variable of a Dataset recording.
         nan_policy: non-finite recording values at valid samples: ``"raise"`` (default), ``"drop_neurons"``
@@ -711,7 +720,7 @@ def compare(
         "rdm_metric": rdm_metric,
         "nan_policy": nan_policy,
         "conditions": json.dumps(names),
-        "mapping": json.dumps(_jsonable(mapping or {})),
+        "mapping": json.dumps(jsonable(mapping or {})),
         "variable": str(recording.name) if recording.name is not None else "",
         "n_units": int(model_values.shape[2]),
         "n_neurons": int(record_values.shape[2]),
@@ -768,16 +777,6 @@ def _p_values(observed: np.ndarray, null: np.ndarray, metrics: list[str]) -> np.
                 beyond = values >= observed[i, j] - _TIE if _SIMILARITY[metric] else values <= observed[i, j] + _TIE
                 p_value[i, j] = (1 + beyond.sum()) / (1 + n_shuffles)
     return p_value
-
-
-def _jsonable(value):
-    if isinstance(value, Mapping):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value if isinstance(value, str | int | float | bool) or value is None else str(value)
 
 
 def _label(levels, names, i) -> str:

@@ -21,35 +21,9 @@ Integer codes limit this module to P ≤ 62.
   2^P regimes or over given regimes.
 * :func:`find_cycles` — k-cycles, by exhaustive enumeration of regime
   sequences or the SCYFI heuristic (Eisenmann et al., NeurIPS 2023).
-
-Timing (2-core development machine shared with other jobs; M = 256, P = 16,
-K = 5, 10 input conditions). Per regime, one core spends about 13 ms on the
-eigenvalues (LAPACK dgeev; see :func:`_regime_eigenvalues` for the 17 % that
-ReLU units save), 2 ms on the slow mode (inverse iteration at the leading
-eigenvalue: one complex LU and two solves; ``np.linalg.eig`` took 2.6 times as
-long as ``eigvals``), 2 ms on the operator norm (the largest eigenvalue of
-W_Ωᵀ W_Ω alone, LAPACK dsyevr: about half the time of ``eigvalsh`` and a
-quarter of an SVD) and 1 ms on the fixed points and gains; cost grows
-linearly with the number of regimes. Blocks of regimes run on one Python
-thread per core. The eigenvalues come from ``torch.linalg.eigvals`` (the
-same LAPACK algorithm, Intel MKL, equal to NumPy's to ~1e-14): the matrices
-it gets differ in size from regime to regime, and ``np.linalg.eigvals``
-holds the GIL for a single matrix (it releases it only for a stack), so
-threads would run NumPy's one at a time. ``regime_dynamics`` for the 374
-regimes that the network of ``benchmarks/analysis_speed.py`` visits took
-3.8 s (7.3 s of CPU time) against 4.9 s (8.9 s) before, in the same process
-at a load of about 1.5. Measured and rejected: ARPACK
-(``scipy.sparse.linalg.eigs``) for the 6 largest eigenvalues took as long as
-the whole dense spectrum (15 vs 16 ms; trained spectra crowd near the unit
-circle) and, asked for the largest alone, returned the wrong member of a
-complex pair (error 4e-3); float32 dgeev is 1.8 times faster but good to
-~1e-6 only; two BLAS threads per call were slower than one whenever the
-other core was busy.
 """
 
 from __future__ import annotations
-
-import os
 
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -58,7 +32,8 @@ import numpy as np
 import xarray as xr
 from scipy.linalg import lapack
 
-from .core import MAX_INT_BITS, ALRNNParams, bits_to_codes, codes_to_bits
+from ..models import MAX_INTEGER_CODE_BITS, ALRNNParams, bits_to_codes, codes_to_bits
+from ..system import available_cores
 
 __all__ = ["amplification", "find_cycles", "find_fixed_points", "regime_dynamics"]
 
@@ -95,12 +70,11 @@ def _eigenvalues(matrices: np.ndarray) -> np.ndarray:
     """Eigenvalues of a stack (n, M, M): LAPACK dgeev through torch (Intel MKL) on the same memory.
 
     Same algorithm as ``np.linalg.eigvals`` (balancing, Hessenberg reduction,
-    Francis QR) and about the same speed on one core (16–17 ms at M = 256),
-    but torch releases the GIL for any call, while NumPy holds it for a single
-    matrix (and SciPy's ``lapack.dgeev`` always), so only torch lets threads
-    work on one matrix each at the same time. Results agree with
-    ``np.linalg.eigvals`` to rounding (about 1e-14 at M = 256). Like NumPy it
-    refuses NaN and inf, on which torch returns numbers.
+    Francis QR), but torch releases the GIL for any call, while NumPy holds it
+    for a single matrix (and SciPy's ``lapack.dgeev`` always), so only torch
+    lets threads work on one matrix each at the same time. Results agree with
+    ``np.linalg.eigvals`` to rounding. Like NumPy it refuses NaN and inf, on
+    which torch returns numbers.
     """
     import torch
 
@@ -115,9 +89,8 @@ def _regime_eigenvalues(params: ALRNNParams, bits: np.ndarray, matrices: np.ndar
     With ReLU units (α = 0) an off unit j has column A_j e_j in W_Ω. Listing
     the off units last makes W_Ω block lower triangular, [[W_SS, 0], [·,
     diag(A_off)]], so its eigenvalues are the A_j of the off units and those of
-    W_SS, W_Ω restricted to the linear and on units S. dgeev's balancing
-    isolates the same eigenvalues by itself, but LAPACK on W_SS was 17 % faster
-    (M = 256, P = 16, about 5 units on; eigenvalues equal to 2e-14).
+    W_SS, W_Ω restricted to the linear and on units S; only W_SS goes to
+    LAPACK.
     """
     if params.slope != 0:
         return _eigenvalues(matrices)
@@ -149,10 +122,9 @@ def _split_over_threads(function, stack: np.ndarray) -> np.ndarray:
 def _map_over_threads(function, items: list) -> list:
     """[function(item) for item in items], on one thread per core, each with one BLAS/LAPACK thread.
 
-    Dense LAPACK routines at M ≈ 256 gain little from threaded BLAS and lose
-    badly when the other core is busy (a 256 × 256 LU took 16 ms on two
-    OpenBLAS threads against 0.9 ms on one), so the library threads are
-    limited to one for the duration (OpenBLAS through threadpoolctl, torch's
+    Dense LAPACK routines on these small matrices gain little from threaded
+    BLAS and lose badly when another job shares the cores, so the library
+    threads are limited to one for the duration (OpenBLAS through threadpoolctl, torch's
     MKL through ``torch.set_num_threads``; both restored afterwards) and one
     Python thread per core runs the items, handed out one at a time so that a
     core slowed by another job does less. Only calls that release the GIL run
@@ -161,7 +133,7 @@ def _map_over_threads(function, items: list) -> list:
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = min(len(items), _cores())
+    workers = min(len(items), available_cores())
     with _one_library_thread():
         if workers <= 1:
             return [function(item) for item in items]
@@ -184,10 +156,6 @@ def _one_library_thread():
         torch.set_num_threads(previous)
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _blocks(n_items: int, size: int) -> list[slice]:
     """Consecutive slices of range(n_items) for :func:`_map_over_threads`.
 
@@ -197,7 +165,7 @@ def _blocks(n_items: int, size: int) -> list[slice]:
     """
     if size < 32:
         return [slice(0, n_items)]
-    step = max(1, min(4, -(-n_items // (4 * _cores()))))
+    step = max(1, min(4, -(-n_items // (4 * available_cores()))))
     return [slice(start, min(start + step, n_items)) for start in range(0, n_items, step)]
 
 
@@ -691,10 +659,10 @@ def _check_integer_codes(params: ALRNNParams) -> None:
         raise TypeError(
             f"params must be ALRNNParams (use ALRNNParams.from_model(model)), got {type(params).__name__}"
         )
-    if params.n_nonlinear > MAX_INT_BITS:
+    if params.n_nonlinear > MAX_INTEGER_CODE_BITS:
         raise ValueError(
-            f"per-regime dynamics use integer regime codes, which hold at most {MAX_INT_BITS} bits; this "
-            f"network has P={params.n_nonlinear} nonlinear units. Use a network with P ≤ {MAX_INT_BITS}"
+            f"per-regime dynamics use integer regime codes, which hold at most {MAX_INTEGER_CODE_BITS} bits; this "
+            f"network has P={params.n_nonlinear} nonlinear units. Use a network with P ≤ {MAX_INTEGER_CODE_BITS}"
         )
 
 
@@ -764,11 +732,7 @@ def _canonical_eigenvalues(eigenvalues: np.ndarray) -> np.ndarray:
 
 
 def _operator_norm(matrix: np.ndarray) -> float:
-    """‖X‖₂ = sqrt(λ_max(XᵀX)), the one eigenvalue found by LAPACK dsyevr (bisection).
-
-    Relative error ~1e-15, as from a full eigvalsh or SVD, in half the time of
-    eigvalsh and a third of that of an SVD without vectors at M = 256.
-    """
+    """‖X‖₂ = sqrt(λ_max(XᵀX)), the one eigenvalue found by LAPACK dsyevr (bisection), as accurate as an SVD."""
     M = matrix.shape[0]
     top, _, _, _, info = lapack.dsyevr(matrix.T @ matrix, compute_v=0, range="I", il=M, iu=M)
     if info != 0:

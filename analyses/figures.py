@@ -5,14 +5,13 @@
 * :func:`eigenvalue_spectra` — eigenvalues of W_Ω on the unit circle, per regime;
 * :func:`transition_graph` — regimes as nodes, transition probabilities as edges;
 * :func:`latent_trajectories` — latent states on their first two principal
-  components, coloured by regime, with fixed points marked (filled: real,
-  hollow: virtual).
+  components (against time for a one-unit network), coloured by regime, with
+  fixed points marked (filled: real, hollow: virtual).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -169,25 +168,37 @@ def transition_graph(probability: xr.DataArray, occupancy: xr.DataArray, max_reg
 
 def latent_trajectories(trials: xr.Dataset, order: Sequence, fixed_points: xr.DataArray | None = None,
                         fixed_point_real: xr.DataArray | None = None, max_trials: int = 60) -> Figure:
-    """Latents on their first two principal components, coloured by regime; fixed points as stars."""
+    """Latents on their first two principal components, coloured by regime; fixed points as stars.
+
+    A network of one unit (M = 1) has one component: its state is drawn against time in the trial, and each
+    fixed point as a horizontal line (solid: real, dashed: virtual).
+    """
     from sklearn.decomposition import PCA
 
     mask = trials["mask"].values.astype(bool)
-    latents = trials["latents"].values
+    latents = trials["latents"].transpose("trial", "time", "unit").values
     labels = regime_labels(trials).values
-    pca = PCA(n_components=2).fit(latents[mask])
-    extent = pca.transform(latents[mask])
+    time = trials["time"].values
+    one_dimensional = latents.shape[-1] == 1
+    with np.errstate(invalid="ignore", divide="ignore"):  # latents that never vary: shares of variance are NaN
+        pca = PCA(n_components=1 if one_dimensional else 2).fit(latents[mask])
+
+    def coordinates(states: np.ndarray, times: np.ndarray) -> np.ndarray:
+        projected = pca.transform(states)
+        return np.column_stack([times, projected[:, 0]]) if one_dimensional else projected
+
+    extent = coordinates(latents[mask], np.broadcast_to(time, mask.shape)[mask])
     low, high = extent.min(axis=0), extent.max(axis=0)
-    margin = 0.15 * (high - low)
+    margin = np.where(high > low, 0.15 * (high - low), 1.0)  # a constant coordinate still gets a visible range
     low, high = low - margin, high + margin
     colours = regime_colours(order)
     fig = Figure(figsize=(6.5, 5.5))
     ax = fig.add_subplot()
     for trial in range(min(max_trials, latents.shape[0])):
         valid = mask[trial]
-        projected = pca.transform(latents[trial][valid])
-        ax.plot(projected[:, 0], projected[:, 1], color="0.85", lw=0.5, zorder=1)
-        ax.scatter(projected[:, 0], projected[:, 1], s=4, zorder=2,
+        points = coordinates(latents[trial][valid], time[valid])
+        ax.plot(points[:, 0], points[:, 1], color="0.85", lw=0.5, zorder=1)
+        ax.scatter(points[:, 0], points[:, 1], s=4, zorder=2,
                    c=[colours.get(code, OTHER) for code in labels[trial][valid]])
     if fixed_points is not None:
         stacked = fixed_points.stack(point=fixed_points.dims[:-1])
@@ -198,21 +209,31 @@ def latent_trajectories(trials: xr.Dataset, order: Sequence, fixed_points: xr.Da
             projected = pca.transform(points[finite])
             codes = stacked["regime"].values[finite]
             is_real = real[finite] if real is not None else np.ones(len(codes), bool)
-            for (x, y), code, ok in zip(projected, codes, is_real, strict=True):
+            for position, code, ok in zip(projected, codes, is_real, strict=True):
+                colour = colours.get(code, OTHER)
+                if one_dimensional:
+                    if low[1] <= position[0] <= high[1]:
+                        ax.axhline(position[0], color=colour, ls="-" if ok else "--", lw=1.2, zorder=3)
+                    continue
+                x, y = position
                 if not (low[0] <= x <= high[0] and low[1] <= y <= high[1]):
                     continue  # far virtual fixed points would shrink the trajectories to a dot
-                colour = colours.get(code, OTHER)
                 ax.scatter([x], [y], marker="*", s=160, zorder=4, edgecolors="black", linewidths=0.8,
                            facecolors=colour if ok else "none")
     handles = [_patch(colours[c], f"Ω {c}") for c in order[: len(_PALETTE)]]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
-    share = pca.explained_variance_ratio_
-    ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
-    ax.set_ylabel(f"PC 2 ({share[1]:.0%})")
+    if one_dimensional:
+        ax.set_xlabel("time in trial (ms)")
+        ax.set_ylabel("z (the one unit, centred)")
+        marks = "lines: fixed points under each epoch's input, solid real, dashed virtual"
+    else:
+        share = pca.explained_variance_ratio_
+        ax.set_xlabel(f"PC 1 ({share[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC 2 ({share[1]:.0%})")
+        marks = "★ fixed points under each epoch's input: filled real, hollow virtual"
     ax.set_xlim(low[0], high[0])
     ax.set_ylim(low[1], high[1])
-    ax.set_title("latent trajectories by regime\n★ fixed points under each epoch's input: filled real, hollow "
-                 "virtual (those outside the view not drawn)", fontsize=9)
+    ax.set_title(f"latent trajectories by regime\n{marks} (those outside the view not drawn)", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -10,8 +10,9 @@ variables come from the analysis modules, renamed so they can sit together:
 * regime–epoch map (:func:`regime_epoch_table`): ``epoch_count`` (task, regime,
   epoch), ``nmi`` (task), ``epoch_specificity``, ``main_epoch``,
   ``epoch_specific``, ``n_epochs_spanned`` (task, regime), and with a
-  condition the same per condition value, prefixed ``by_condition_``;
-  ``condition_count`` (value, regime): steps per condition value and regime;
+  condition the same per value of the condition (dim ``condition_value``),
+  prefixed ``by_condition_``; ``condition_count`` (condition_value, regime):
+  steps per condition value and regime;
 * per-regime dynamics (:func:`regime_dynamics`) for the ``max_regimes`` most
   occupied regimes, under each epoch's (and condition value's) mean input,
   labelled ``input_condition`` ("stimulus|motion"): ``W_regime``,
@@ -20,8 +21,9 @@ variables come from the analysis modules, renamed so they can sit together:
   ``fixed_point_real``, ``gain`` (regime, output, input), ``operator_norm``,
   and ``typical_input`` (input_condition, input);
 * primitives (:mod:`primitives`): ``integration_effect`` (regime, input),
-  ``integration_eigenvalue``, ``integrates``; ``gating_gain`` (value, input),
-  ``gating_index`` (value, value_other, input), ``gated`` (input);
+  ``integration_eigenvalue``, ``integrates``; ``gating_gain``
+  (condition_value, input), ``gating_index`` (condition_value,
+  condition_value_other, input), ``gated`` (input);
   ``peak_norm``, ``peak_step``, ``amplifies`` (regime); ``boundary_fraction``,
   ``boundary_transient`` (regime).
 
@@ -39,7 +41,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import xarray as xr
 
-from .core import ALRNNParams, bits_to_codes, regime_labels, validate_trials
+from ..models import ALRNNParams, bits_to_codes
+from .core import regime_labels, validate_trials
 from .dynamics import _one_library_thread, find_cycles, regime_dynamics
 from .primitives import boundary_transients, gating, integration_modes, transient_amplification
 from .regimes import MAX_TRANSITION_REGIMES, epoch_order, regime_epoch_table, regime_statistics
@@ -107,10 +110,10 @@ def analyze(
     pass the model's own step to confirm with the model itself).
 
     Linear algebra runs on one BLAS/LAPACK thread per core (threads restored
-    on return): the matrices are small, and threaded BLAS at M = 256 was up to
-    18 times slower than one thread when another job shared the cores. The
-    gating test runs on a thread of its own while the per-regime dynamics are
-    computed; the results do not depend on it.
+    on return): the matrices are small, and threaded BLAS loses badly when
+    another job shares the cores. The gating test runs on a thread of its own
+    while the per-regime dynamics are computed; the results do not depend on
+    it.
     """
     validate_trials(trials, variables=("inputs", "latents", "regime", "mask"), coords=("epoch",))
     with _one_library_thread():
@@ -142,7 +145,7 @@ def _analyze(
         table = xr.concat([table, pooled], dim="task", join="outer", data_vars="all")
     result = result.merge(_renamed_table(table, ""), join="outer")
     if condition is not None:
-        by_condition = regime_epoch_table(trials, condition=condition).rename({condition: "value"})
+        by_condition = regime_epoch_table(trials, condition=condition).rename({condition: "condition_value"})
         result = result.merge(_renamed_table(by_condition, "by_condition_"), join="outer")
         result["condition_count"] = _condition_counts(trials, condition, order)
 
@@ -200,11 +203,11 @@ def _analyze(
 class _KnownRegimeMatrices(ALRNNParams):
     """The same parameters, handing out the stack of W_Ω that :func:`regime_dynamics` already built.
 
-    ``integration_modes`` and ``transient_amplification`` rebuild W_Ω for all
-    the regimes they are given (0.2 GB at M = 256 for 374 regimes, 0.1–1 s
-    here each time). Asked for exactly the regimes of ``codes`` (sorted by
-    code, as both ask), :meth:`regime_matrix` returns that stack read-only;
-    any other request is built afresh.
+    ``integration_modes`` and ``transient_amplification`` would rebuild W_Ω
+    for all the regimes they are given (M² floats per regime). Asked for
+    exactly the regimes of ``codes`` (sorted by code, as both ask),
+    :meth:`regime_matrix` returns that stack read-only; any other request is
+    built afresh.
     """
 
     codes: np.ndarray | None = None
@@ -300,7 +303,8 @@ def _condition_counts(trials: xr.Dataset, condition: str, order: np.ndarray) -> 
         for code, count in zip(visited, n, strict=True):
             counts[a, index[code]] = count
     value_coord = values.astype(str) if values.dtype.kind in "OU" else values
-    return xr.DataArray(counts, dims=("value", "regime"), coords={"value": value_coord, "regime": order})
+    return xr.DataArray(counts, dims=("condition_value", "regime"),
+                        coords={"condition_value": value_coord, "regime": order})
 
 
 def _evidence_epoch(trials: xr.Dataset) -> tuple[str, int, list[str]]:

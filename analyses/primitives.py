@@ -37,7 +37,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from .core import ALRNNParams, codes_to_bits, regime_labels, validate_trials
+from ..models import ALRNNParams, codes_to_bits
+from .core import regime_labels, validate_trials
 from .dynamics import eigenvalues_parallel, operator_norms
 
 __all__ = [
@@ -161,8 +162,10 @@ def gating(
     """Occupancy-weighted input gains per condition value and the gating index between them.
 
     G_c(k) = Σ_Ω p(Ω | c[, epoch]) ‖R_Ω[:, k]‖ with R_Ω = Σ_{t=1}^{T} B W_Ω^t C.
-    Returns ``gain`` (value, input), ``index`` (value, value_other, input) =
-    (G_a − G_b)/(G_a + G_b), and ``gated`` (input) = any |index| ≥ min_index.
+    Returns ``gain`` (condition_value, input), ``index`` (condition_value,
+    condition_value_other, input) = (G_a − G_b)/(G_a + G_b) with a the
+    ``condition_value`` and b the ``condition_value_other``, and ``gated``
+    (input) = any |index| ≥ min_index.
     The condition must be a per-trial coordinate (e.g. ``context``).
     """
     validate_trials(trials, variables=("regime", "mask"), coords=(condition,))
@@ -190,11 +193,11 @@ def gating(
     value_coord = values.astype(str) if values.dtype.kind in "OU" else values
     return xr.Dataset(
         {
-            "gain": (("value", "input"), gains),
-            "index": (("value", "value_other", "input"), index),
+            "gain": (("condition_value", "input"), gains),
+            "index": (("condition_value", "condition_value_other", "input"), index),
             "gated": ("input", (np.abs(index) >= min_index).any(axis=(0, 1))),
         },
-        coords={"value": value_coord, "value_other": value_coord},
+        coords={"condition_value": value_coord, "condition_value_other": value_coord},
         attrs={"condition": condition, "epoch": epoch or "", "horizon": horizon, "min_index": min_index},
     )
 

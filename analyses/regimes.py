@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from .core import regime_labels, validate_trials
+from .core import label_positions, regime_labels, validate_trials
 
 __all__ = ["dwell_times", "occupancy_by", "regime_epoch_table", "regime_statistics"]
 
@@ -123,7 +123,7 @@ def occupancy_by(trials: xr.Dataset, by: str) -> xr.DataArray:
         names = np.asarray(epoch_order(trials, groups, valid), dtype=str)
     else:
         names = _sorted_values(groups[valid])
-    group = _positions(groups[valid], names)
+    group = label_positions(groups[valid], names)
     n_regimes = steps.codes.size
     counts = np.bincount(group * n_regimes + steps.index[valid], minlength=len(names) * n_regimes)
     counts = counts.reshape(len(names), n_regimes)
@@ -188,13 +188,13 @@ def regime_epoch_table(
 
     task = _per_trial(trials, "task") if "task" in trials.variables else np.full(trials.sizes["trial"], "all")
     task_names = _sorted_values(task)
-    levels: list[tuple[str, np.ndarray, np.ndarray]] = [("task", task_names, _positions(task, task_names))]
+    levels: list[tuple[str, np.ndarray, np.ndarray]] = [("task", task_names, label_positions(task, task_names))]
     if condition is not None:
         if condition in ("task", "epoch", "regime", "trial", "time"):
             raise ValueError(f"condition must be a per-trial condition other than {condition!r}, e.g. 'context'")
         values = _per_trial(trials, condition)
         condition_names = _sorted_values(values)
-        levels.insert(0, (condition, condition_names, _positions(values, condition_names)))
+        levels.insert(0, (condition, condition_names, label_positions(values, condition_names)))
 
     # One flat group index over the leading (condition, task) levels, then regime, then epoch.
     group = np.zeros(trials.sizes["trial"], dtype=np.int64)
@@ -203,7 +203,7 @@ def regime_epoch_table(
     n_groups = int(np.prod([len(names) for _, names, _ in levels]))
     n_regimes, n_epochs = steps.codes.size, len(epoch_names)
     trial_of_step = np.nonzero(valid)[0]
-    flat = (group[trial_of_step] * n_regimes + steps.index[valid]) * n_epochs + _positions(epochs[valid], epoch_names)
+    flat = (group[trial_of_step] * n_regimes + steps.index[valid]) * n_epochs + label_positions(epochs[valid], epoch_names)
     counts = np.bincount(flat, minlength=n_groups * n_regimes * n_epochs).reshape(n_groups, n_regimes, n_epochs)
 
     per_regime = counts.sum(axis=2)
@@ -389,14 +389,6 @@ def _per_trial(trials: xr.Dataset, name: str) -> np.ndarray:
 def _sorted_values(values: np.ndarray) -> np.ndarray:
     unique = np.unique(values)
     return unique[~_blank(unique)]
-
-
-def _positions(values: np.ndarray, names) -> np.ndarray:
-    """Position of each value in ``names`` (vectorised: one dict lookup per distinct value)."""
-    lookup = {name: position for position, name in enumerate(np.asarray(names).tolist())}
-    unique, inverse = np.unique(values, return_inverse=True)
-    per_unique = np.asarray([lookup[value] for value in unique.tolist()], dtype=np.int64)
-    return per_unique[inverse.ravel()].reshape(np.shape(values))
 
 
 def _blank(values: np.ndarray) -> np.ndarray:

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import xarray as xr
 
+from .pipeline import POOLED_TASK
+
 __all__ = ["render_report"]
 
-POOLED_TASK = "all tasks"  # the pipeline's pooled regime × canonical-epoch table (pipeline.POOLED_TASK)
 
 
 def render_report(analysis: xr.Dataset, figures: dict[str, str], title: str = "Regime analysis") -> str:
@@ -43,30 +44,39 @@ def render_report(analysis: xr.Dataset, figures: dict[str, str], title: str = "R
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _table_row(cells: list) -> str:
+    """One Markdown table row; a ``|`` inside a cell (e.g. the input condition "fixation|colour") is escaped."""
+    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    return [_table_row(head), "|" + "---|" * len(head)] + [_table_row(row + [""] * (len(head) - len(row)))
+                                                         for row in rows]
+
+
 def _regime_table(a: xr.Dataset, max_rows: int = 12) -> str:
     condition = a.attrs.get("condition", "")
-    head = "| regime | occupancy | mean dwell (ms) | main epoch (share) |"
-    rule = "|---|---|---|---|"
-    if condition and "condition_count" in a:
-        head += f" {condition} (share of its steps) |"
-        rule += "---|"
-    rows = [head, rule]
+    by_condition = bool(condition) and "condition_count" in a
+    head = ["regime", "occupancy", "mean dwell (ms)", "main epoch (share)"]
+    if by_condition:
+        head.append(f"{condition} (share of its steps)")
+    rows = []
     task = _reported_task(a)
     for code in a["regime"].values[:max_rows]:
         r = a.sel(regime=code)
         main = str(r["main_epoch"].sel(task=task).values)
         share = float(r["epoch_specificity"].sel(task=task))
-        row = f"| Ω {code} | {float(r['occupancy']):.3f} | {float(r['mean_dwell_ms']):.0f} | {main} ({share:.2f}) |"
-        if condition and "condition_count" in a:
+        row = [f"Ω {code}", f"{float(r['occupancy']):.3f}", f"{float(r['mean_dwell_ms']):.0f}", f"{main} ({share:.2f})"]
+        if by_condition:
             counts = r["condition_count"]
             total = float(counts.sum())
-            parts = [f"{v}: {float(c) / total:.2f}" for v, c in zip(counts["value"].values, counts.values, strict=True)
-                     if total and c > 0]
-            row += f" {', '.join(parts)} |"
+            row.append(", ".join(f"{v}: {float(c) / total:.2f}"
+                                 for v, c in zip(counts["condition_value"].values, counts.values, strict=True)
+                                 if total and c > 0))
         rows.append(row)
     if a.sizes["regime"] > max_rows:
-        rows.append(f"| … {a.sizes['regime'] - max_rows} more | | | |" + (" |" if condition else ""))
-    return "\n".join(rows)
+        rows.append([f"… {a.sizes['regime'] - max_rows} more"])
+    return "\n".join(_table(head, rows))
 
 
 def _epoch_section(a: xr.Dataset) -> list[str]:
@@ -80,8 +90,8 @@ def _epoch_section(a: xr.Dataset) -> list[str]:
         counts = a["by_condition_epoch_count"].sel(task=task)
         for epoch in counts["epoch"].values:
             parts = []
-            for value in counts["value"].values:
-                column = counts.sel(epoch=epoch, value=value)
+            for value in counts["condition_value"].values:
+                column = counts.sel(epoch=epoch, condition_value=value)
                 total = float(column.sum())
                 if not total:
                     continue
@@ -133,15 +143,15 @@ def _where(a: xr.Dataset, code) -> str:
         return ""
     top = int(np.argmax(counts.values))
     share = float(counts.values[top]) / total
-    return f" ({share:.0%} {counts['value'].values[top]} {a.attrs.get('condition', '')})" if share >= 0.8 else ""
+    return f" ({share:.0%} {counts['condition_value'].values[top]} {a.attrs.get('condition', '')})" if share >= 0.8 else ""
 
 
 def _exclusive_regimes(a: xr.Dataset, share: float = 0.95) -> dict[str, list]:
     counts = a["condition_count"]
-    totals = counts.sum("value")
+    totals = counts.sum("condition_value")
     result: dict[str, list] = {}
-    for value in counts["value"].values:
-        fraction = counts.sel(value=value) / totals
+    for value in counts["condition_value"].values:
+        fraction = counts.sel(condition_value=value) / totals
         codes = [r for r, f in zip(counts["regime"].values, fraction.values, strict=True) if f >= share]
         if codes:
             result[str(value)] = codes
@@ -158,21 +168,21 @@ def _dynamics_section(a: xr.Dataset, max_rows: int = 16) -> list[str]:
         f"({100 * a.attrs.get('dynamics_coverage', float('nan')):.1f} % of steps), under each epoch's mean input. "
         "A fixed point z* = (I − W_Ω)⁻¹(C s̄ + h) is *real* when it lies in its own regime, else *virtual*.",
         "",
-        "| regime | ρ(W_Ω) | stable | slowest eigenvalues | real fixed points (under input of) |",
-        "|---|---|---|---|---|",
     ]
+    rows = []
     analysed = [code for code in a["regime"].values if np.isfinite(float(a["spectral_radius"].sel(regime=code)))]
     for code in analysed[:max_rows]:
         r = a.sel(regime=code)
         eig = r["eigenvalue_real"].values + 1j * r["eigenvalue_imag"].values
         slow = ", ".join(_complex(v) for v in eig[:3])
         real = [str(c) for c, ok in zip(r["input_condition"].values, r["fixed_point_real"].values, strict=True) if ok]
-        lines.append(f"| Ω {code} | {float(r['spectral_radius']):.3f} | {'yes' if bool(r['stable']) else 'no'} | "
-                     f"{slow} | {', '.join(real) if real else 'none (all virtual)'} |")
+        rows.append([f"Ω {code}", f"{float(r['spectral_radius']):.3f}", "yes" if bool(r["stable"]) else "no", slow,
+                     ", ".join(real) if real else "none (all virtual)"])
     if len(analysed) > max_rows:
         rest = a.sel(regime=analysed[max_rows:])
-        lines.append(f"| … {len(analysed) - max_rows} more: {int(rest['stable'].sum())} stable, "
-                     f"{int(rest['fixed_point_real'].any('input_condition').sum())} with a real fixed point | | | | |")
+        rows.append([f"… {len(analysed) - max_rows} more: {int(rest['stable'].sum())} stable, "
+                     f"{int(rest['fixed_point_real'].any('input_condition').sum())} with a real fixed point"])
+    lines += _table(["regime", "ρ(W_Ω)", "stable", "slowest eigenvalues", "real fixed points (under input of)"], rows)
     searched = json.loads(a.attrs.get("cycle_periods_searched", "[]"))
     skipped = json.loads(a.attrs.get("cycle_periods_skipped", "[]"))
     if "cycle_points" in a:
@@ -219,10 +229,10 @@ def _primitives_section(a: xr.Dataset) -> list[str]:
     if "gated" in a:
         condition = a.attrs.get("condition", "")
         parts = []
-        values = a["value"].values
+        values = a["condition_value"].values
         for k in varying:
             gains = a["gating_gain"].sel(input=k)
-            index = a["gating_index"].sel(input=k, value=values[0], value_other=values[-1])
+            index = a["gating_index"].sel(input=k, condition_value=values[0], condition_value_other=values[-1])
             gains_text = ", ".join(f"{v}: {float(g):.1f}" for v, g in zip(values, gains.values, strict=True))
             verdict = "gated" if bool(a["gated"].sel(input=k)) else "not gated"
             strongest = values[int(np.argmax(gains.values))]

@@ -12,7 +12,7 @@ Three levels, each a function of a multi-task trials Dataset (the
    and clusters of units by their task-variance profile (Yang et al. 2019,
    "Task representations in neural networks trained to perform many
    cognitive tasks", Nat Neurosci 22:297).
-3. **Subspaces** — linear CKA over units and principal angles between the
+3. **Subspaces** — similarity of the tasks' unit covariance matrices and principal angles between the
    tasks' latent-state subspaces, overall and per canonical epoch.
 
 *Analysed steps*: a step counts when it is valid (``mask``), carries an epoch
@@ -41,20 +41,19 @@ import xarray as xr
 from scipy.linalg import subspace_angles
 from scipy.special import rel_entr
 
-from .core import regime_labels
+from ..envs.epochs import CANONICAL_EPOCHS
+from .core import label_positions, regime_labels
 
 __all__ = [
-    "CANONICAL_EPOCH_ORDER",
     "compare_sharing",
+    "pair_mean",
     "principal_subspace",
     "sharing_analysis",
     "sharing_report_lines",
-    "unit_cka",
+    "unit_covariance_similarity",
     "validate_sharing_trials",
 ]
 
-# The canonical epoch vocabulary of neuroalrnn.envs.epochs (kept here so analyses do not import envs).
-CANONICAL_EPOCH_ORDER = ("fixation", "context", "stimulus", "delay", "decision", "other")
 FIXATION = "fixation"
 CLUSTERING_METHODS = ("kmeans", "ward")
 
@@ -66,7 +65,7 @@ SUMMARY_METRICS = {
     "shared_step_fraction": "mean over tasks of the fraction of its steps spent in shared regimes",
     "n_regimes": "regimes visited (analysed steps)",
     "mean_regimes_per_task": "mean over tasks of the number of regimes the task visits",
-    "mean_cka": "mean over task pairs of linear CKA over units (all analysed steps)",
+    "mean_covariance_similarity": "mean over task pairs of the cosine similarity of unit covariances (all analysed steps)",
     "mean_subspace_overlap": "mean over task pairs of mean cos² of principal angles",
     "n_unit_clusters": "clusters of units by normalised task variance (silhouette-chosen)",
     "active_unit_fraction": "fraction of units above the task-variance threshold",
@@ -128,7 +127,7 @@ def sharing_analysis(
     Only *analysed* steps count (valid, with an epoch label, not canonical
     fixation unless ``include_fixation``). Tasks are ordered as in
     ``trials.attrs["task_names"]`` (JSON list) when present, the rest by
-    name; canonical epochs as in :data:`CANONICAL_EPOCH_ORDER`. Pairwise
+    name; canonical epochs as in :data:`~neuroalrnn.envs.epochs.CANONICAL_EPOCHS`. Pairwise
     matrices have dims (``task``, ``task_other``) and are symmetric; "mean
     over task pairs" is over unordered pairs A ≠ B, each pair weighted
     equally, ignoring NaN.
@@ -210,18 +209,19 @@ def sharing_analysis(
     X_c = X_A − its mean state (centred over steps), K_A = X_cᵀ X_c / n the
     (M × M) unit covariance:
 
-    - ``cka`` (task, task_other) and ``cka_by_epoch`` (epoch, task,
-      task_other): linear CKA *over units* = ⟨K_A, K_B⟩_F / (‖K_A‖_F ‖K_B‖_F)
-      ∈ [0, 1]. Linear CKA needs matched examples; trials of two tasks are
-      not matched, but units are, so the units are the examples and each
-      task's K is the Gram matrix over them (⟨K_A, K_B⟩_F = ‖X_A X_Bᵀ‖²_F for
-      centred X). It equals 1 when the tasks' covariances are proportional,
-      0 when they live on orthogonal sets of directions; it is invariant to an
-      orthogonal transformation of state space applied to both tasks and to
-      isotropic scaling of either. It differs from Kornblith et al.'s linear
-      CKA with units as examples only in the centring: each unit is centred
-      over steps (a task's mean state, its baseline, is not variance), not
-      each step over units.
+    - ``covariance_similarity`` (task, task_other) and
+      ``covariance_similarity_by_epoch`` (epoch, task, task_other): the cosine
+      similarity of the two tasks' unit covariance matrices,
+      ⟨K_A, K_B⟩_F / (‖K_A‖_F ‖K_B‖_F) ∈ [0, 1]. Trials of two tasks are not
+      matched, but units are, so the comparison is over units
+      (⟨K_A, K_B⟩_F = ‖X_A X_Bᵀ‖²_F for centred X, up to the factors 1/n).
+      It equals 1 when the tasks' covariances are proportional, 0 when they
+      live on orthogonal sets of directions; it is invariant to an orthogonal
+      transformation of state space applied to both tasks and to isotropic
+      scaling of either. It is not Kornblith et al.'s linear CKA with units
+      as examples: that centres each step over units, whereas here each unit
+      is centred over steps (a task's mean state, its baseline, is not
+      variance).
     - principal subspace U_A: the top k_A eigenvectors of K_A (principal
       components), k_A = the fewest explaining ≥ ``variance_explained`` of the
       variance, at most ``max_components`` (``n_components`` (task),
@@ -232,7 +232,7 @@ def sharing_analysis(
       ``subspace_overlap_by_epoch`` (epoch, task, task_other):
       mean_i cos² θ_i ∈ [0, 1] (1 when the smaller subspace lies inside the
       larger).
-    - ``mean_cka``, ``mean_subspace_overlap``: mean over task pairs (pooled).
+    - ``mean_covariance_similarity``, ``mean_subspace_overlap``: mean over task pairs (pooled).
 
     Also ``n_steps`` (task), ``n_steps_by_epoch`` (epoch, task) and
     ``n_trials`` (task). Tasks or epochs without analysed steps give NaN.
@@ -250,8 +250,7 @@ def sharing_analysis(
     pairs = _ftv_pairs(ftv_pairs, tasks)
 
     # The linear algebra here is small (M × M eigendecompositions, KMeans on M points), where BLAS/OpenMP
-    # threads cost more than they save and collapse when the cores are shared: on 2 busy cores the y19
-    # network (M = 128, 20 tasks) took 11 s with 2 threads and 1.7 s with 1. Restored on exit.
+    # threads cost more than they save and collapse when the cores are shared. Restored on exit.
     with threadpool_limits(1):
         regime_part = _regime_sharing(trials, steps, min_occupancy) if "regime" in trials.data_vars else None
         variance = _task_variance(latents, steps, min_trials)
@@ -299,8 +298,8 @@ def sharing_analysis(
         "n_trials": int(trials.sizes["trial"]),
         "sharing_index_definition": "mean over unordered task pairs of 1 - Jensen-Shannon distance (base 2) "
                                     "of regime occupancy",
-        "cka_definition": "<K_A, K_B>_F / (|K_A|_F |K_B|_F), K = unit covariance of the task's states "
-                          "centred over steps (units are the matched examples)",
+        "covariance_similarity_definition": "<K_A, K_B>_F / (|K_A|_F |K_B|_F), K = unit covariance of the task's "
+                                            "states centred over steps (units are the matched examples)",
     }
     for name in ("model", "n_units", "n_nonlinear", "dt", "seed"):
         if name in trials.attrs:
@@ -308,10 +307,10 @@ def sharing_analysis(
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def unit_cka(states_a: np.ndarray, states_b: np.ndarray) -> float:
-    r"""Linear CKA over units between two sets of states (n_a × M) and (n_b × M) of the same M units.
+def unit_covariance_similarity(states_a: np.ndarray, states_b: np.ndarray) -> float:
+    r"""Cosine similarity of the unit covariances of two sets of states (n_a × M) and (n_b × M) of the same M units.
 
-    CKA = ⟨K_a, K_b⟩_F / (‖K_a‖_F ‖K_b‖_F), K = X_cᵀ X_c with X_c the states
+    ⟨K_a, K_b⟩_F / (‖K_a‖_F ‖K_b‖_F), K = X_cᵀ X_c with X_c the states
     centred over their rows. NaN when either set has no variance.
     """
     gram_a, gram_b = (_covariance(np.asarray(states, dtype=np.float64)) for states in (states_a, states_b))
@@ -340,7 +339,7 @@ def compare_sharing(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
     Variables (see :data:`SUMMARY_METRICS` and :func:`sharing_analysis`):
     ``sharing_index``, ``mean_jaccard``, ``shared_regime_fraction``,
     ``shared_step_fraction``, ``n_regimes``, ``mean_regimes_per_task``,
-    ``mean_cka``, ``mean_subspace_overlap``, ``n_unit_clusters``,
+    ``mean_covariance_similarity``, ``mean_subspace_overlap``, ``n_unit_clusters``,
     ``active_unit_fraction``, ``mean_abs_ftv``, plus ``n_tasks``,
     ``n_units`` and ``n_nonlinear`` (P; −1 when the result does not record
     it). Regime metrics are NaN for a network without regimes.
@@ -351,7 +350,7 @@ def compare_sharing(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
     for label, result in results.items():
         if not isinstance(result, xr.Dataset):
             raise ValueError(f"results[{label!r}] is not a sharing_analysis result (got {type(result).__name__})")
-        missing = [name for name in ("sharing_index", "task_variance", "cka", "silhouette") if name not in result]
+        missing = [name for name in ("sharing_index", "task_variance", "covariance_similarity", "silhouette") if name not in result]
         if missing:
             raise ValueError(f"results[{label!r}] is not a sharing_analysis result (lacks {missing})")
         regimes_used = result["regimes_used"].values if "regimes_used" in result else np.array([np.nan])
@@ -363,7 +362,7 @@ def compare_sharing(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
             "shared_step_fraction": float(result["shared_step_fraction"]),
             "n_regimes": float(result["n_regimes"]),
             "mean_regimes_per_task": float(np.mean(regimes_used)),
-            "mean_cka": float(result["mean_cka"]),
+            "mean_covariance_similarity": float(result["mean_covariance_similarity"]),
             "mean_subspace_overlap": float(result["mean_subspace_overlap"]),
             "n_unit_clusters": float(result["n_unit_clusters"]),
             "active_unit_fraction": float(np.mean(active)) if active.size else float("nan"),
@@ -435,12 +434,14 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         "",
         "### Subspaces",
         "",
-        f"Mean linear CKA over units {float(r['mean_cka']):.2f} (cosine similarity of the tasks' unit covariance "
-        f"matrices; 1 = same covariance up to scale); mean cos² of principal angles between the tasks' principal "
+        f"Mean unit covariance similarity {float(r['mean_covariance_similarity']):.2f} (cosine similarity of the "
+        "tasks' unit covariance matrices; 1 = same covariance up to scale); mean cos² of principal angles between "
+        "the tasks' principal "
         f"subspaces ({100 * r.attrs['variance_explained']:.0f} % of variance, at most {r.attrs['max_components']} "
         f"components) {float(r['mean_subspace_overlap']):.2f}.",
     ]
-    lines += _pair_lines(r["cka"], r["cka_by_epoch"], "Most similar subspaces (CKA)", "least", "Mean CKA")
+    lines += _pair_lines(r["covariance_similarity"], r["covariance_similarity_by_epoch"],
+                         "Most similar unit covariances", "least", "Mean covariance similarity")
     lines.append("")
     for caption, path in (figures or {}).items():
         lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
@@ -480,11 +481,11 @@ def _analysed_steps(trials: xr.Dataset, epoch_coord: str, include_fixation: bool
             "(simulate a multi-task env such as envs.make('yang19'), or concatenate trials of several tasks "
             "along 'trial')"
         )
-    task_index = _positions(task, tasks)
+    task_index = label_positions(task, tasks)
     present = set(np.unique(epoch_labels[analysed]).tolist())
-    epochs = [e for e in CANONICAL_EPOCH_ORDER if e in present] + sorted(present - set(CANONICAL_EPOCH_ORDER))
+    epochs = [e for e in CANONICAL_EPOCHS if e in present] + sorted(present - set(CANONICAL_EPOCHS))
     epoch_index = np.full(mask.shape, -1, dtype=np.int64)
-    epoch_index[analysed] = _positions(epoch_labels[analysed], epochs)
+    epoch_index[analysed] = label_positions(epoch_labels[analysed], epochs)
     empty = [t for i, t in enumerate(tasks) if not analysed[task_index == i].any()]
     if empty:
         raise ValueError(f"tasks {empty} have no analysed steps (valid, with an epoch, "
@@ -504,13 +505,6 @@ def _task_order(trials: xr.Dataset, task: np.ndarray) -> list[str]:
             declared = []
     declared = [str(t) for t in np.atleast_1d(declared)]
     return [t for t in declared if t in present] + [t for t in present if t not in declared]
-
-
-def _positions(values: np.ndarray, names: Sequence) -> np.ndarray:
-    lookup = {name: position for position, name in enumerate(np.asarray(names).tolist())}
-    unique, inverse = np.unique(values, return_inverse=True)
-    return np.asarray([lookup[value] for value in unique.tolist()], dtype=np.int64)[inverse.ravel()].reshape(
-        np.shape(values))
 
 
 def _check_parameters(min_occupancy, tv_threshold, min_trials, cluster_range, clustering, ftv_bins,
@@ -602,8 +596,8 @@ def _regime_sharing(trials: xr.Dataset, steps: _Steps, min_occupancy: float) -> 
                                    {"description": "shared regimes / regimes visited"}),
         "shared_step_fraction": ((), float(np.mean(shared_steps)),
                                  {"description": "mean over tasks of shared_step_fraction_by_task"}),
-        "mean_jaccard": ((), _pair_mean(jaccard), {"description": "mean of jaccard over unordered task pairs"}),
-        "sharing_index": ((), _pair_mean(js_similarity),
+        "mean_jaccard": ((), pair_mean(jaccard), {"description": "mean of jaccard over unordered task pairs"}),
+        "sharing_index": ((), pair_mean(js_similarity),
                           {"description": "mean over unordered task pairs of js_similarity (1 - JS distance of "
                                           "regime occupancy, base 2)"}),
     }
@@ -644,7 +638,8 @@ def _js_similarity(occupancy: np.ndarray) -> np.ndarray:
     return result
 
 
-def _pair_mean(matrix: np.ndarray) -> float:
+def pair_mean(matrix: np.ndarray) -> float:
+    """Mean of a (task, task) matrix over unordered pairs A ≠ B (its upper triangle), ignoring NaN; NaN if none."""
     upper = matrix[np.triu_indices(matrix.shape[0], k=1)]
     upper = upper[np.isfinite(upper)]
     return float(upper.mean()) if upper.size else float("nan")
@@ -777,7 +772,7 @@ def _cluster(features: np.ndarray, candidates: np.ndarray, method: str, random_s
 def _subspace_sharing(latents: np.ndarray, steps: _Steps, variance_explained: float, max_components: int):
     n_tasks, n_epochs = len(steps.tasks), len(steps.epochs)
     scopes = [steps.analysed] + [steps.epoch_index == e for e in range(n_epochs)]
-    cka = np.full((n_epochs + 1, n_tasks, n_tasks), np.nan)
+    similarity = np.full((n_epochs + 1, n_tasks, n_tasks), np.nan)
     overlap = np.full((n_epochs + 1, n_tasks, n_tasks), np.nan)
     angles = np.full((n_tasks, n_tasks, max_components), np.nan)
     n_components = np.zeros((n_epochs + 1, n_tasks), dtype=np.int64)
@@ -789,7 +784,7 @@ def _subspace_sharing(latents: np.ndarray, steps: _Steps, variance_explained: fl
             covariances.append(covariance)
             bases.append(None if covariance is None else _basis(covariance, variance_explained, max_components))
             n_components[scope, position] = 0 if bases[-1] is None else bases[-1].shape[1]
-        cka[scope] = _cka_matrix(covariances)
+        similarity[scope] = _covariance_similarity_matrix(covariances)
         for a in range(n_tasks):
             for b in range(a, n_tasks):
                 if bases[a] is None or bases[b] is None or not bases[a].shape[1] or not bases[b].shape[1]:
@@ -801,9 +796,11 @@ def _subspace_sharing(latents: np.ndarray, steps: _Steps, variance_explained: fl
     pair = ("task", "task_other")
     epoch_pair = ("epoch", "task", "task_other")
     data_vars = {
-        "cka": (pair, cka[0], {"description": "linear CKA over units: <K_A, K_B>_F / (|K_A|_F |K_B|_F), K = unit "
-                                              "covariance of centred states (all analysed steps)"}),
-        "cka_by_epoch": (epoch_pair, cka[1:], {"description": "cka within one canonical epoch"}),
+        "covariance_similarity": (pair, similarity[0],
+                                  {"description": "<K_A, K_B>_F / (|K_A|_F |K_B|_F), K = unit covariance of centred "
+                                                  "states (all analysed steps)"}),
+        "covariance_similarity_by_epoch": (epoch_pair, similarity[1:],
+                                           {"description": "covariance_similarity within one canonical epoch"}),
         "principal_angles": (("task", "task_other", "component"), angles,
                              {"description": "principal angles between principal subspaces, ascending", "units":
                               "rad"}),
@@ -813,8 +810,9 @@ def _subspace_sharing(latents: np.ndarray, steps: _Steps, variance_explained: fl
         "n_components": ("task", n_components[0], {"description": "principal components kept"}),
         "n_components_by_epoch": (("epoch", "task"), n_components[1:],
                                   {"description": "principal components kept within one epoch"}),
-        "mean_cka": ((), _pair_mean(cka[0]), {"description": "mean of cka over unordered task pairs"}),
-        "mean_subspace_overlap": ((), _pair_mean(overlap[0]),
+        "mean_covariance_similarity": ((), pair_mean(similarity[0]),
+                                       {"description": "mean of covariance_similarity over unordered task pairs"}),
+        "mean_subspace_overlap": ((), pair_mean(overlap[0]),
                                   {"description": "mean of subspace_overlap over unordered task pairs"}),
     }
     return xr.Dataset(data_vars, coords={"component": ("component", np.arange(1, max_components + 1))})
@@ -840,7 +838,7 @@ def _basis(covariance: np.ndarray, variance_explained: float, max_components: in
     return eigenvectors[:, : min(k, max_components, rank)]
 
 
-def _cka_matrix(covariances: list[np.ndarray | None]) -> np.ndarray:
+def _covariance_similarity_matrix(covariances: list[np.ndarray | None]) -> np.ndarray:
     n = len(covariances)
     result = np.full((n, n), np.nan)
     present = [i for i, c in enumerate(covariances) if c is not None]
@@ -886,7 +884,7 @@ def _extreme_pairs(matrix: xr.DataArray):
 def _epoch_means(matrix: xr.DataArray) -> list[tuple[str, float]]:
     means = []
     for epoch in matrix["epoch"].values:
-        value = _pair_mean(matrix.sel(epoch=epoch).values)
+        value = pair_mean(matrix.sel(epoch=epoch).values)
         if np.isfinite(value):
             means.append((str(epoch), value))
     return means

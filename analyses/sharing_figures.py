@@ -2,7 +2,7 @@
 
 * :func:`task_variance_heatmap` — normalised task variance, units sorted by cluster (Yang et al. 2019, Fig. 2);
 * :func:`ftv_histograms` — fractional task variance of the units for chosen task pairs;
-* :func:`sharing_matrices` — task × task Jaccard, 1 − JS, CKA and subspace overlap heatmaps;
+* :func:`sharing_matrices` — task × task Jaccard, 1 − JS, unit covariance similarity and subspace overlap heatmaps;
 * :func:`sharing_comparison_figure` — summary metrics across runs (e.g. P = 2, 8, 128) from
   :func:`~neuroalrnn.analyses.sharing.compare_sharing`; :func:`plot_sharing_comparison` also writes it.
 
@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .figures import save_figure
+from .sharing import pair_mean
 
 __all__ = [
     "ftv_histograms",
@@ -37,7 +38,7 @@ __all__ = [
 _MATRICES = {
     "jaccard": "Jaccard (visited regimes)",
     "js_similarity": "1 − JS distance (regime occupancy)",
-    "cka": "linear CKA over units",
+    "covariance_similarity": "cosine of unit covariances",
     "subspace_overlap": "mean cos² principal angles",
 }
 
@@ -136,7 +137,7 @@ def sharing_matrices(result: xr.Dataset, epoch: str | None = None, annotate_belo
         image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks(range(len(tasks)), tasks, rotation=90, fontsize=7)
         ax.set_yticks(range(len(tasks)), tasks if position % columns == 0 else [""] * len(tasks), fontsize=7)
-        mean = _pair_mean(values)
+        mean = pair_mean(values)
         ax.set_title(f"{_MATRICES[name]}\nmean over pairs {mean:.2f}", fontsize=9)
         if len(tasks) < annotate_below:
             for (i, j), value in np.ndenumerate(values):
@@ -157,7 +158,7 @@ def sharing_comparison_figure(table: xr.Dataset) -> Figure:
     runs = [str(r) for r in table["run"].values]
     x = np.arange(len(runs))
     panels = [
-        ("similarity between tasks", ["sharing_index", "mean_jaccard", "mean_cka", "mean_subspace_overlap"], (0, 1)),
+        ("similarity between tasks", ["sharing_index", "mean_jaccard", "mean_covariance_similarity", "mean_subspace_overlap"], (0, 1)),
         ("shared fractions", ["shared_regime_fraction", "shared_step_fraction", "active_unit_fraction",
                               "mean_abs_ftv"], (0, 1)),
         ("regimes visited", ["n_regimes", "mean_regimes_per_task"], None),
@@ -190,9 +191,3 @@ def plot_sharing_comparison(table: xr.Dataset, path: str | os.PathLike | None = 
     if path is not None:
         save_figure(figure, path, dpi=dpi)
     return figure
-
-
-def _pair_mean(matrix: np.ndarray) -> float:
-    upper = matrix[np.triu_indices(matrix.shape[0], k=1)]
-    upper = upper[np.isfinite(upper)]
-    return float(upper.mean()) if upper.size else float("nan")

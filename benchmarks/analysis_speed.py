@@ -25,15 +25,16 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from neuroalrnn.analyses import ALRNNParams, analyze
+from neuroalrnn.analyses import analyze
 from neuroalrnn.config import TrainConfig
+from neuroalrnn.models import PARAMETER_NAMES, ALRNNParams
 from neuroalrnn.simulate import read_trials, simulate, write_trials
+from neuroalrnn.system import available_cores
 from neuroalrnn.training import Trainer, load_model
 
 
@@ -59,7 +60,7 @@ def main() -> None:
         cpu_times.append(time.process_time() - start_cpu)
     n_dynamics = int(result["spectral_radius"].notnull().sum())
     print(f"M={args.units} P={args.nonlinear}, {args.trials} trials x {trials.sizes['time']} steps, "
-          f"trained {args.train_steps} steps; {_cores()} cores, load average "
+          f"trained {args.train_steps} steps; {available_cores()} cores, load average "
           f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after")
     print(f"regimes visited: {int(result['n_regimes'])}; dynamics of the {n_dynamics} most occupied "
           f"({100 * result.attrs['dynamics_coverage']:.1f} % of steps)")
@@ -79,7 +80,7 @@ def _simulated(args) -> tuple:
         else:
             trainer = Trainer(config, folder, progress=False)
             model, env = trainer.model.eval(), trainer.env
-    return simulate(model, env, args.trials, seed=1), ALRNNParams.from_model(model)
+    return simulate(model, env, args.trials, seed=1), model.params()
 
 
 def _cached(args) -> tuple:
@@ -92,20 +93,16 @@ def _cached(args) -> tuple:
             raise SystemExit(f"--cache {folder} holds a network made with {kept}, not {settings}; "
                              "use another folder or delete this one")
         arrays = np.load(folder / "params.npz")
-        params = ALRNNParams(**{field.name: arrays[field.name] for field in fields(ALRNNParams)
-                                if field.name not in ("n_nonlinear", "slope")},
+        params = ALRNNParams(**{name: arrays[name] for name in PARAMETER_NAMES},
                              n_nonlinear=int(arrays["n_nonlinear"]), slope=float(arrays["slope"]))
         return read_trials(folder / "trials.nc"), params
     trials, params = _simulated(args)
     folder.mkdir(parents=True, exist_ok=True)
     write_trials(trials, folder / "trials.nc")
-    np.savez(folder / "params.npz", **{field.name: getattr(params, field.name) for field in fields(ALRNNParams)})
+    np.savez(folder / "params.npz", **{name: getattr(params, name) for name in PARAMETER_NAMES},
+             n_nonlinear=params.n_nonlinear, slope=params.slope)
     (folder / "settings.json").write_text(json.dumps(settings))
     return trials, params
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 if __name__ == "__main__":

@@ -4,11 +4,19 @@ Every model maps inputs ``(batch, time, n_inputs)`` to
 ``(outputs, latents)`` with shapes ``(batch, time, n_outputs)`` and
 ``(batch, time, n_units)``. The initial state is zero; the first latent state
 returned is z_1, computed from the first input s_1.
+
+The AL-RNN's update equation is written twice, once per array library: in
+torch by :meth:`ALRNN.step` (used by :meth:`ALRNN.forward`) and in NumPy by
+:meth:`ALRNNParams.step`, the parameter container that analyses work on
+(:meth:`ALRNN.params` and :meth:`ALRNN.from_params` convert). Regime codes are
+encoded by :func:`bits_to_codes` and decoded by :func:`codes_to_bits`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,15 +24,31 @@ from torch import nn
 
 __all__ = [
     "ALRNN",
+    "ALRNNParams",
     "GRUBaseline",
+    "INITIALISATIONS",
     "LSTMBaseline",
+    "MAX_INTEGER_CODE_BITS",
     "MODEL_KINDS",
+    "PARAMETER_NAMES",
+    "STABLE_COUPLING_NORM",
+    "STABLE_SELF_COUPLING",
     "TanhRNN",
+    "bits_to_codes",
     "build_model",
+    "codes_to_bits",
     "regime_codes",
 ]
 
 INITIALISATIONS = ("stable", "reference")
+PARAMETER_NAMES = ("A", "W", "h", "C", "B", "b")
+"""The AL-RNN's weights, named as in its update equation."""
+MAX_INTEGER_CODE_BITS = 62
+"""Regime codes are int64 integers up to this many nonlinear units P, packed bytes above."""
+STABLE_SELF_COUPLING = 0.7
+"""A of the ``"stable"`` initialisation (every unit)."""
+STABLE_COUPLING_NORM = 0.25
+"""Largest singular value ‖W‖₂ of the ``"stable"`` initialisation's W."""
 
 
 class ALRNN(nn.Module):
@@ -50,16 +74,21 @@ class ALRNN(nn.Module):
 
     Initialisations (``init``):
 
-    * ``"stable"`` (default) — A = 0.9, W ~ N(0, 0.3²/M), h = 0: slow
-      forgetting from the start (a long time constant suits delay tasks). On
-      stimulus selection it reaches 0.92 held-out accuracy in 250 steps where
-      the reference scheme reaches 0.86 (median of 3 seeds,
-      ``benchmarks/compare_inits.py``); both end at 0.94.
+    * ``"stable"`` (default) — A = a = 0.7 on every unit, W = c G / ‖G‖₂
+      with G ~ N(0, 1)^{M×M} and c = 0.25 (a Gaussian matrix scaled to
+      largest singular value c), h = 0. Since ‖D_Ω‖₂ ≤ 1 and |φ(x)| ≤ |x|,
+      every regime's map has ‖W_Ω‖₂ ≤ a + c = 0.95 < 1 at any M: the map
+      contracts in every regime and, from z_0 = 0,
+      ‖z_t‖₂ ≤ max_τ ‖C s_τ + h‖₂ / (1 − a − c) on trials of any length.
+      Constants: :data:`STABLE_SELF_COUPLING`, :data:`STABLE_COUPLING_NORM`.
     * ``"reference"`` — the AL-RNN reference code: R ~ N(0, 1)^{M×M},
       K = RᵀR/M + I divided by its largest |eigenvalue|, A = diag(K),
       W ~ N(0, 0.01²), h = 0.
 
     In both, C ~ U(±1/√K), B ~ U(±1/√M), b = 0.
+
+    :meth:`params` returns the weights as an :class:`ALRNNParams` (NumPy,
+    float64) and :meth:`from_params` builds a model from one.
     """
 
     kind = "alrnn"
@@ -117,8 +146,10 @@ class ALRNN(nn.Module):
             self.A.copy_(torch.diagonal(K_mat))
             self.W.copy_(torch.randn(M, M, generator=generator) * 0.01)
         else:
-            self.A.fill_(0.9)
-            self.W.copy_(torch.randn(M, M, generator=generator) * (0.3 / math.sqrt(M)))
+            self.A.fill_(STABLE_SELF_COUPLING)
+            gaussian = torch.randn(M, M, generator=generator, dtype=torch.float64)
+            largest = torch.linalg.matrix_norm(gaussian, ord=2).clamp_min(torch.finfo(torch.float64).tiny)
+            self.W.copy_(gaussian * (STABLE_COUPLING_NORM / largest))
         self.h.zero_()
         self.C.copy_((torch.rand(M, K, generator=generator) * 2 - 1) / math.sqrt(K))
         self.B.copy_((torch.rand(self.n_outputs, M, generator=generator) * 2 - 1) / math.sqrt(M))
@@ -156,25 +187,180 @@ class ALRNN(nn.Module):
         """Regime code of each latent state; see :func:`regime_codes`."""
         return regime_codes(latents, self.n_nonlinear)
 
+    def params(self) -> ALRNNParams:
+        """The weights as float64 NumPy arrays (copies), with P and α: an :class:`ALRNNParams`."""
+        arrays = {name: getattr(self, name).detach().cpu().numpy().astype(np.float64) for name in PARAMETER_NAMES}
+        return ALRNNParams(**arrays, n_nonlinear=self.n_nonlinear, slope=self.slope)
+
+    @classmethod
+    def from_params(
+        cls, params: ALRNNParams, *, noise_std: float = 0.0, dtype: torch.dtype = torch.float32
+    ) -> ALRNN:
+        """An AL-RNN holding ``params``' weights (cast to ``dtype``); K and O are read off C and B.
+
+        ``noise_std`` is the training noise σ_rec (not part of the parameters).
+        ``ALRNN.from_params(model.params())`` reproduces ``model``'s weights exactly.
+        """
+        if not isinstance(params, ALRNNParams):
+            raise TypeError(f"params must be an ALRNNParams (see ALRNN.params()), got {type(params).__name__}")
+        # A fixed generator: building the model must not draw from torch's global random stream.
+        model = cls(params.n_inputs, params.n_outputs, params.n_units, params.n_nonlinear, noise_std=noise_std,
+                    slope=params.slope, generator=torch.Generator().manual_seed(0)).to(dtype)
+        with torch.no_grad():
+            for name in PARAMETER_NAMES:
+                getattr(model, name).copy_(torch.from_numpy(getattr(params, name)))
+        return model
+
+
+def bits_to_codes(bits: np.ndarray) -> np.ndarray:
+    r"""Regime codes of regime bits (..., P): the one encoder of Ω.
+
+    Bit i is d_i = [z_{M-P+i} > 0], unit M−P+i (i = 0 for the first nonlinear
+    unit). For P ≤ :data:`MAX_INTEGER_CODE_BITS` the code is the int64
+    Σ_i d_i 2^i, with the leading shape of ``bits``; above, the bits are packed
+    little-endian into uint8 bytes (``np.packbits(..., bitorder="little")``),
+    giving a last axis of ceil(P/8). P = 0 gives code 0 (a single regime).
+    """
+    bits = np.asarray(bits, dtype=bool)
+    n_nonlinear = bits.shape[-1]
+    if n_nonlinear > MAX_INTEGER_CODE_BITS:
+        return np.packbits(bits, axis=-1, bitorder="little")
+    return (bits.astype(np.int64) << np.arange(n_nonlinear, dtype=np.int64)).sum(axis=-1)
+
+
+def codes_to_bits(codes: Iterable[int] | np.ndarray, n_nonlinear: int) -> np.ndarray:
+    """Regime bits (..., P) bool of regime codes: the inverse of :func:`bits_to_codes`.
+
+    For P ≤ :data:`MAX_INTEGER_CODE_BITS`, ``codes`` are integers (any shape,
+    or an iterable of them), each in [0, 2^P); for larger P, packed uint8
+    codes (..., ceil(P/8)).
+    """
+    if isinstance(n_nonlinear, bool) or not isinstance(n_nonlinear, int | np.integer) or n_nonlinear < 0:
+        raise ValueError(f"n_nonlinear must be a non-negative integer, got {n_nonlinear!r}")
+    codes = np.asarray(codes if isinstance(codes, np.ndarray | np.generic | int) else list(codes))
+    if n_nonlinear > MAX_INTEGER_CODE_BITS:
+        n_bytes = -(-n_nonlinear // 8)
+        if codes.dtype != np.uint8 or codes.ndim == 0 or codes.shape[-1] != n_bytes:
+            raise ValueError(
+                f"for P={n_nonlinear} > {MAX_INTEGER_CODE_BITS} regime codes are packed uint8 bytes with a last axis "
+                f"of {n_bytes}; got dtype {codes.dtype}, shape {codes.shape}"
+            )
+        return np.unpackbits(codes, axis=-1, count=n_nonlinear, bitorder="little").astype(bool)
+    if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"regime codes must be integers for P={n_nonlinear}, got dtype {codes.dtype}")
+    codes = codes.astype(np.int64)
+    outside = codes[(codes < 0) | (codes >= np.int64(1) << n_nonlinear)]
+    if outside.size:
+        raise ValueError(
+            f"regime codes must lie in [0, 2^P = {2**n_nonlinear}) for P={n_nonlinear}, got {outside[:5].tolist()}"
+        )
+    return ((codes[..., None] >> np.arange(n_nonlinear, dtype=np.int64)) & 1).astype(bool)
+
 
 def regime_codes(latents: torch.Tensor | np.ndarray, n_nonlinear: int) -> np.ndarray:
-    r"""Integer code of the linear regime (subregion) Ω of each state.
+    r"""Code of the linear regime (subregion) Ω of each state (..., M): :func:`bits_to_codes` of its bits.
 
     With d_i = [z_{M-P+i} > 0] for the P nonlinear units (i = 0 for the first
-    one, unit M−P), the code is Σ_i d_i 2^i. Returns int64 with the leading
-    shape of ``latents`` for P ≤ 62; for P > 62 the bits are packed
-    little-endian into uint8 bytes, giving an extra last axis of ceil(P/8).
-    P = 0 gives code 0 everywhere (a single regime).
+    one, unit M−P; a state exactly 0 is off), the code is Σ_i d_i 2^i. Returns
+    int64 with the leading shape of ``latents`` for P ≤ 62; for P > 62 the bits
+    are packed little-endian into uint8 bytes, giving an extra last axis of
+    ceil(P/8). P = 0 gives code 0 everywhere (a single regime).
     """
     z = latents.detach().cpu().numpy() if isinstance(latents, torch.Tensor) else np.asarray(latents)
     n_units = z.shape[-1]
     if not 0 <= n_nonlinear <= n_units:
         raise ValueError(f"n_nonlinear must lie in [0, {n_units}], got {n_nonlinear}")
-    bits = z[..., n_units - n_nonlinear :] > 0
-    if n_nonlinear > 62:
-        return np.packbits(bits, axis=-1, bitorder="little")
-    weights = np.left_shift(np.int64(1), np.arange(n_nonlinear, dtype=np.int64))
-    return (bits.astype(np.int64) * weights).sum(axis=-1)
+    # `n_units - n_nonlinear`, never `-n_nonlinear`: -0 would select every unit.
+    return bits_to_codes(z[..., n_units - n_nonlinear :] > 0)
+
+
+@dataclass(frozen=True)
+class ALRNNParams:
+    r"""AL-RNN parameters as float64 NumPy arrays, named as in the model's equation.
+
+    Shapes: ``A`` (M,), ``W`` (M, M), ``h`` (M,), ``C`` (M, K), ``B`` (O, M),
+    ``b`` (O,); ``n_nonlinear`` = P (the last P units are nonlinear);
+    ``slope`` = α ∈ [0, 1]. The arrays are converted to float64 and must be
+    finite. The map, as :meth:`ALRNN.step` computes it in torch::
+
+        z_t = A ⊙ z_{t-1} + W Φ*(z_{t-1}) + C s_t + h
+
+    Within regime Ω (bits d_i = [z_{M-P+i} > 0], see :func:`bits_to_codes`)
+    it is affine: z_t = W_Ω z_{t-1} + C s_t + h with W_Ω = diag(A) + W D_Ω,
+    D_Ω diagonal with 1 on the M−P linear units and d_i + α (1 − d_i) on the
+    nonlinear ones.
+    """
+
+    A: np.ndarray
+    W: np.ndarray
+    h: np.ndarray
+    C: np.ndarray
+    B: np.ndarray
+    b: np.ndarray
+    n_nonlinear: int
+    slope: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in PARAMETER_NAMES:
+            value = np.asarray(getattr(self, name), dtype=np.float64)
+            if not np.isfinite(value).all():
+                raise ValueError(f"{name} has NaN or infinite entries; the network's weights must be finite "
+                                 "(a diverged training run?)")
+            object.__setattr__(self, name, value)
+        M = self.A.shape[0] if self.A.ndim == 1 else -1
+        n_outputs = self.B.shape[0] if self.B.ndim == 2 else -1
+        expected = {"A": (M,), "W": (M, M), "h": (M,), "B": (n_outputs, M), "b": (n_outputs,)}
+        for name, shape in expected.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} must have shape {shape} for M={M}, got {getattr(self, name).shape}")
+        if self.C.ndim != 2 or self.C.shape[0] != M:
+            raise ValueError(f"C must have shape (M={M}, K), got {self.C.shape}")
+        if isinstance(self.n_nonlinear, bool) or not isinstance(self.n_nonlinear, int | np.integer):
+            raise ValueError(f"n_nonlinear must be an integer, got {self.n_nonlinear!r}")
+        if not 0 <= self.n_nonlinear <= M:
+            raise ValueError(f"n_nonlinear must lie in [0, {M}], got {self.n_nonlinear}")
+        object.__setattr__(self, "n_nonlinear", int(self.n_nonlinear))
+        if not 0.0 <= self.slope <= 1.0:
+            raise ValueError(f"slope (alpha) must lie in [0, 1], got {self.slope}")
+        object.__setattr__(self, "slope", float(self.slope))
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> ALRNNParams:
+        """``model.params()`` for an :class:`ALRNN`; ``TypeError`` for any other model."""
+        if not isinstance(model, ALRNN):
+            raise TypeError(
+                f"{type(model).__name__} is not an AL-RNN; regime analyses need an ALRNN (or ALRNNParams)"
+            )
+        return model.params()
+
+    @property
+    def n_units(self) -> int:
+        return self.A.shape[0]
+
+    @property
+    def n_inputs(self) -> int:
+        return self.C.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        return self.B.shape[0]
+
+    def gains(self, bits: np.ndarray) -> np.ndarray:
+        """(..., M) diagonal of D_Ω for regime bits (..., P)."""
+        bits = np.asarray(bits, dtype=float)
+        nonlinear = bits + self.slope * (1.0 - bits)
+        linear = np.ones((*bits.shape[:-1], self.n_units - self.n_nonlinear))
+        return np.concatenate([linear, nonlinear], axis=-1)
+
+    def regime_matrix(self, bits: np.ndarray) -> np.ndarray:
+        """W_Ω = diag(A) + W D_Ω for regime bits (..., P); returns (..., M, M)."""
+        return np.diag(self.A) + self.W * self.gains(bits)[..., None, :]
+
+    def step(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
+        """One update z_{t-1} -> z_t of the map (NumPy, no noise), z (..., M), s (..., K)."""
+        z = np.asarray(z, dtype=np.float64)
+        bits = z[..., self.n_units - self.n_nonlinear :] > 0
+        return self.A * z + (z * self.gains(bits)) @ self.W.T + np.asarray(s, dtype=np.float64) @ self.C.T + self.h
 
 
 class _TorchRecurrentBaseline(nn.Module):

@@ -14,7 +14,7 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial.distance import pdist
 from scipy.stats import spearmanr
 
-from neuroalrnn import ALRNN, envs
+from neuroalrnn import envs
 from neuroalrnn.analyses.compare import (
     compare,
     linear_cka,
@@ -24,6 +24,7 @@ from neuroalrnn.analyses.compare import (
     rsa,
     validate_recordings,
 )
+from neuroalrnn.models import ALRNN, ALRNNParams
 from neuroalrnn.simulate import simulate
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
@@ -41,8 +42,16 @@ make_recordings = _load_script()
 
 
 def _network(seed: int) -> ALRNN:
-    torch.manual_seed(seed)
-    return ALRNN(5, 3, 16, 4).eval()
+    """A fixed random AL-RNN (M = 16, P = 4): A = 0.9, W ~ N(0, 0.3²/M), C ~ U(±1/√K), B ~ U(±1/√M), drawn with
+    torch from ``seed`` (not the default initialisation, so that the scores below do not move with it)."""
+    n_inputs, n_outputs, n_units = 5, 3, 16
+    generator = torch.Generator().manual_seed(seed)
+    W = torch.randn(n_units, n_units, generator=generator) * (0.3 / np.sqrt(n_units))
+    C = (torch.rand(n_units, n_inputs, generator=generator) * 2 - 1) / np.sqrt(n_inputs)
+    B = (torch.rand(n_outputs, n_units, generator=generator) * 2 - 1) / np.sqrt(n_units)
+    params = ALRNNParams(A=np.full(n_units, 0.9), W=W.numpy(), h=np.zeros(n_units), C=C.numpy(), B=B.numpy(),
+                         b=np.zeros(n_outputs), n_nonlinear=4)
+    return ALRNN.from_params(params).eval()
 
 
 def _trials(network_seed: int, trial_seed: int, n: int = 320) -> xr.Dataset:
@@ -144,6 +153,58 @@ def test_rsa_is_one_for_identical_rdms_and_equals_spearman_of_pdist():
     expected = spearmanr(pdist(X, "correlation"), pdist(Y, "correlation")).statistic
     assert rsa(X, Y) == pytest.approx(expected, rel=1e-10)
     assert np.isnan(rsa(np.ones((5, 3)), Y[:5]))  # identical patterns: no RDM structure
+
+
+def test_rsa_ranks_distances_equal_up_to_rounding_as_ties():
+    rng = np.random.default_rng(4)
+    X, Y = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    X[1] = X[0]
+    X[3] = X[2] * 2.0  # correlation distance 0 to X[2]
+    rounded_apart = X.copy()
+    rounded_apart[1] = X[0] * (1 + 1e-15)  # the same pattern up to the last bits, as an average in another order
+    rounded_apart[3] = X[2] * 2.0 + 1e-15
+    assert rsa(rounded_apart, Y) == rsa(X, Y)
+    expected = spearmanr(np.round(pdist(X, "correlation"), 9), pdist(Y, "correlation")).statistic
+    assert rsa(X, Y) == pytest.approx(expected, rel=1e-12)
+
+
+def _shared_state_trials(seed: int, n_units: int = 7, n_steps: int = 10) -> tuple[xr.Dataset, xr.DataArray]:
+    """Six conditions ``stimulus`` of 40–99 trials each; in epoch ``cue`` every trial of a ``group`` (stimulus // 3)
+    has exactly the same state, so three conditions share a state there; in ``response`` they differ. The
+    recording is noise over the same conditions."""
+    rng = np.random.default_rng(seed)
+    stimulus = np.repeat(np.arange(6), rng.integers(40, 100, size=6))
+    n_trials = len(stimulus)
+    group_state = rng.normal(size=(2, n_units)) * rng.uniform(0.1, 3.0, size=(2, 1))
+    latents = np.empty((n_trials, n_steps, n_units))
+    latents[:, :5] = group_state[stimulus // 3][:, None, :]
+    latents[:, 5:] = rng.normal(size=(6, 1, n_units))[stimulus] + 0.3 * rng.normal(size=(n_trials, 5, n_units))
+    time = ("time", 100.0 * np.arange(n_steps), {"units": "ms"})
+    epoch = np.broadcast_to(np.array(["cue"] * 5 + ["response"] * 5), (n_trials, n_steps))
+    trials = xr.Dataset(
+        {"latents": (("trial", "time", "unit"), latents), "mask": (("trial", "time"), np.ones(epoch.shape, bool))},
+        coords={"time": time, "stimulus": ("trial", stimulus), "epoch": (("trial", "time"), epoch.copy())},
+        attrs={"dt": 100.0},
+    )
+    recording = xr.DataArray(rng.normal(size=(n_trials, n_steps, 9)), dims=("trial", "time", "neuron"),
+                             coords={"time": time, "stimulus": ("trial", stimulus)})
+    return trials, recording
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_scores_do_not_depend_on_trial_order(seed):
+    """Permuting the trials of either side changes no score: condition averages of shared states stay equal to the
+    last bit and the RDMs' ties stay ties."""
+    trials, recording = _shared_state_trials(seed)
+    expected = compare(trials, recording, n_shuffles=0)["observed"]
+    assert np.isfinite(expected.sel(epoch="cue", metric="rsa"))
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(3):
+        model_order = rng.permutation(trials.sizes["trial"])
+        recording_order = rng.permutation(recording.sizes["trial"])
+        for permuted in (compare(trials.isel(trial=model_order), recording, n_shuffles=0),
+                         compare(trials, recording.isel(trial=recording_order), n_shuffles=0)):
+            xr.testing.assert_allclose(permuted["observed"], expected, rtol=0, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- compare
@@ -332,8 +393,18 @@ def test_dataset_variable_choice(recordings):
     two = recordings.assign(counts=recordings["rates"] * 0.05)
     assert validate_recordings(two).name == "rates"
     assert validate_recordings(two, "counts").name == "counts"
-    with pytest.raises(ValueError, match=r"data variables \['spikes', 'counts'\]; pass variable="):
+    with pytest.raises(ValueError, match=r"data variables \['spikes', 'counts'\].*--variable") as error:
         validate_recordings(two.rename(rates="spikes"))
+    assert "\n" not in str(error.value)
+
+
+def test_a_file_with_two_data_variables_names_them_and_the_option(recordings, tmp_path):
+    path = tmp_path / "two.nc"
+    recordings.rename(rates="spikes").assign(counts=recordings["rates"] * 0.05).to_netcdf(path, engine="h5netcdf")
+    with pytest.raises(ValueError, match=r"two\.nc: .*\['spikes', 'counts'\].*--variable") as error:
+        load_recordings(path)
+    assert "\n" not in str(error.value)
+    assert load_recordings(path, variable="counts").name == "counts"
 
 
 # --------------------------------------------------------------------------- files and the script

@@ -13,7 +13,19 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from neuroalrnn.models import ALRNN, MODEL_KINDS, build_model, regime_codes
+from neuroalrnn.models import (
+    ALRNN,
+    MAX_INTEGER_CODE_BITS,
+    MODEL_KINDS,
+    PARAMETER_NAMES,
+    STABLE_COUPLING_NORM,
+    STABLE_SELF_COUPLING,
+    ALRNNParams,
+    bits_to_codes,
+    build_model,
+    codes_to_bits,
+    regime_codes,
+)
 
 N_INPUTS, N_OUTPUTS = 3, 2
 
@@ -426,9 +438,149 @@ def test_reference_initialisation_of_one_unit_is_exactly_one():
 def test_stable_initialisation():
     M = 64
     model = ALRNN(N_INPUTS, N_OUTPUTS, M, 4, init="stable", generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(model.A.detach(), torch.full((M,), 0.9))
-    assert abs(model.W.detach().std().item() - 0.3 / np.sqrt(M)) < 0.1 * 0.3 / np.sqrt(M)
+    torch.testing.assert_close(model.A.detach(), torch.full((M,), 0.7))
+    W = model.W.detach().double().numpy()
+    assert np.linalg.norm(W, 2) == pytest.approx(0.25, rel=1e-6)
+    # A scaled Gaussian: zero mean, equal spread in every row.
+    assert abs(W.mean()) < 0.1 * W.std()
     assert not model.h.detach().any()
+
+
+@pytest.mark.parametrize("n_units", [1, 8, 32, 128])
+def test_default_initialisation_contracts_in_every_regime(n_units):
+    """‖W_Ω‖₂ ≤ a + c < 1 for every regime (so ρ(W_Ω) < 1), whatever M: checked on the all-on and all-off regimes
+    and on random ones."""
+    model = ALRNN(N_INPUTS, N_OUTPUTS, n_units, n_units // 2 + 1 if n_units > 1 else 1,
+                  generator=torch.Generator().manual_seed(n_units))
+    params = model.params()
+    P = params.n_nonlinear
+    bits = np.concatenate([np.ones((1, P), bool), np.zeros((1, P), bool),
+                           np.random.default_rng(0).random((20, P)) < 0.5])
+    matrices = params.regime_matrix(bits)
+    bound = STABLE_SELF_COUPLING + STABLE_COUPLING_NORM
+    assert bound <= 0.95
+    assert np.abs(np.linalg.eigvals(matrices[0])).max() < 1  # the all-on regime
+    assert (np.linalg.norm(matrices, 2, axis=(1, 2)) <= bound + 1e-6).all()
+
+
+@pytest.mark.parametrize("n_units", [1, 8, 32, 128])
+def test_default_initialisation_stays_bounded_on_long_trials(n_units):
+    """5,000 steps of unit-scale inputs: ‖z_t‖₂ ≤ max_t ‖C s_t + h‖₂ / (1 − a − c), the bound the docstring states."""
+    model = ALRNN(N_INPUTS, N_OUTPUTS, n_units, max(1, n_units // 4),
+                  generator=torch.Generator().manual_seed(n_units)).eval()
+    inputs = torch.from_numpy(np.random.default_rng(n_units).uniform(-1.0, 1.0, (2, 5000, N_INPUTS))).float()
+    with torch.no_grad():
+        _, latents = model(inputs)
+        drive = torch.linalg.vector_norm(inputs @ model.C.T + model.h, dim=-1).max().item()
+    norms = torch.linalg.vector_norm(latents, dim=-1)
+    assert torch.isfinite(latents).all()
+    assert norms.max().item() <= drive / (1 - STABLE_SELF_COUPLING - STABLE_COUPLING_NORM) * (1 + 1e-4)
+    assert latents.abs().max().item() < 100.0
+
+
+# --------------------------------------------------------- parameter container
+
+
+@pytest.mark.parametrize(("n_units", "n_nonlinear", "slope"), SIZES)
+def test_from_params_of_params_round_trips_exactly(n_units, n_nonlinear, slope):
+    model, _ = make_model(n_units, n_nonlinear, slope=slope)
+    params = model.params()
+    assert (params.n_units, params.n_inputs, params.n_outputs) == (n_units, N_INPUTS, N_OUTPUTS)
+    assert (params.n_nonlinear, params.slope) == (n_nonlinear, slope)
+    rebuilt = ALRNN.from_params(params, dtype=torch.float64)
+    assert (rebuilt.n_inputs, rebuilt.n_outputs, rebuilt.n_units, rebuilt.n_nonlinear, rebuilt.slope) == (
+        N_INPUTS, N_OUTPUTS, n_units, n_nonlinear, slope)
+    for name in PARAMETER_NAMES:
+        assert torch.equal(getattr(rebuilt, name), getattr(model, name)), name
+    again = rebuilt.params()
+    for name in PARAMETER_NAMES:
+        np.testing.assert_array_equal(getattr(again, name), getattr(params, name))
+    # float32 models round-trip exactly through the float64 container too
+    single = ALRNN(N_INPUTS, N_OUTPUTS, n_units, n_nonlinear, slope=slope, generator=torch.Generator().manual_seed(1))
+    copy = ALRNN.from_params(single.params())
+    for name in PARAMETER_NAMES:
+        assert getattr(copy, name).dtype == torch.float32
+        assert torch.equal(getattr(copy, name), getattr(single, name)), name
+
+
+def test_params_are_copies_and_from_params_leaves_the_global_random_stream_alone():
+    model, _ = make_model(4, 2)
+    params = model.params()
+    with torch.no_grad():
+        model.W.add_(1.0)
+    assert not np.array_equal(params.W, model.W.detach().numpy())
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    ALRNN.from_params(params)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize(("n_units", "n_nonlinear", "slope"), SIZES)
+def test_numpy_step_matches_torch_forward(n_units, n_nonlinear, slope):
+    model, _ = make_model(n_units, n_nonlinear, slope=slope, seed=21)
+    params = model.params()
+    inputs = random_inputs(8, 30, seed=22)
+    outputs, latents = model(torch.from_numpy(inputs))
+    z = np.zeros((8, n_units))
+    for t in range(inputs.shape[1]):
+        z = params.step(z, inputs[:, t])
+        np.testing.assert_allclose(z, latents[:, t].detach().numpy(), rtol=1e-12, atol=1e-12)
+    if n_nonlinear:
+        tail = latents.detach().numpy()[..., n_units - n_nonlinear :]
+        assert (tail < 0).mean() > 0.1 and (tail > 0).mean() > 0.1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"W": np.zeros((3, 4))}, r"W must have shape \(4, 4\)"),
+        ({"C": np.zeros((3, 2))}, r"C must have shape \(M=4, K\)"),
+        ({"b": np.zeros(3)}, r"b must have shape \(2,\)"),
+        ({"n_nonlinear": 5}, r"n_nonlinear must lie in \[0, 4\], got 5"),
+        ({"n_nonlinear": 1.5}, r"n_nonlinear must be an integer"),
+        ({"slope": 2.0}, r"slope \(alpha\) must lie in \[0, 1\]"),
+        ({"A": np.array([0.5, np.nan, 0.5, 0.5])}, r"A has NaN or infinite entries"),
+    ],
+)
+def test_params_reject_inconsistent_values(change, message):
+    values = {"A": np.full(4, 0.5), "W": np.zeros((4, 4)), "h": np.zeros(4), "C": np.zeros((4, 3)),
+              "B": np.zeros((2, 4)), "b": np.zeros(2), "n_nonlinear": 2, **change}
+    with pytest.raises(ValueError, match=message):
+        ALRNNParams(**values)
+
+
+def test_from_model_refuses_a_baseline():
+    with pytest.raises(TypeError, match="not an AL-RNN"):
+        ALRNNParams.from_model(build_model("gru", N_INPUTS, N_OUTPUTS, 4))
+
+
+@pytest.mark.parametrize("n_nonlinear", [0, 1, 5, 62, 63, 70])
+def test_codes_to_bits_inverts_bits_to_codes(n_nonlinear):
+    bits = np.random.default_rng(n_nonlinear).random((4, 3, n_nonlinear)) < 0.5
+    codes = bits_to_codes(bits)
+    if n_nonlinear <= MAX_INTEGER_CODE_BITS:
+        assert codes.dtype == np.int64 and codes.shape == (4, 3)
+    else:
+        assert codes.dtype == np.uint8 and codes.shape == (4, 3, -(-n_nonlinear // 8))
+    np.testing.assert_array_equal(codes_to_bits(codes, n_nonlinear), bits)
+
+
+def test_regime_codes_are_bits_to_codes_of_the_nonlinear_units():
+    z = np.random.default_rng(23).normal(size=(5, 9))
+    np.testing.assert_array_equal(regime_codes(z, 4), bits_to_codes(z[:, 5:] > 0))
+    assert codes_to_bits([0, 5, 15], 4).tolist() == [[False] * 4, [True, False, True, False], [True] * 4]
+
+
+@pytest.mark.parametrize(("codes", "n_nonlinear", "message"), [
+    ([4], 2, r"must lie in \[0, 2\^P = 4\) for P=2, got \[4\]"),
+    ([-1], 2, r"got \[-1\]"),
+    ([0.5], 2, r"must be integers"),
+    (np.zeros((2, 3), dtype=np.int64), 70, r"packed uint8 bytes with a last axis of 9"),
+])
+def test_codes_to_bits_rejects_codes_outside_the_regimes(codes, n_nonlinear, message):
+    with pytest.raises(ValueError, match=message):
+        codes_to_bits(codes, n_nonlinear)
 
 
 @pytest.mark.parametrize("init", ["reference", "stable"])

@@ -7,8 +7,6 @@ import pytest
 import torch
 import xarray as xr
 
-from neuroalrnn import ALRNN, regime_codes
-from neuroalrnn.analyses import ALRNNParams
 from neuroalrnn.analyses.primitives import (
     accumulated_response,
     boundary_transients,
@@ -16,6 +14,7 @@ from neuroalrnn.analyses.primitives import (
     integration_modes,
     transient_amplification,
 )
+from neuroalrnn.models import ALRNN, ALRNNParams, regime_codes
 
 
 def _params(A, W, C, h, B, n_nonlinear, b=None) -> ALRNNParams:
@@ -27,11 +26,8 @@ def _params(A, W, C, h, B, n_nonlinear, b=None) -> ALRNNParams:
 
 def _trials_from(params: ALRNNParams, inputs: np.ndarray, epochs: np.ndarray, **conditions) -> xr.Dataset:
     """Run the torch ALRNN with ``params`` and label the result as a trials Dataset."""
-    K = params.C.shape[1]
-    model = ALRNN(K, params.B.shape[0], params.n_units, params.n_nonlinear).double()
+    model = ALRNN.from_params(params, dtype=torch.float64)
     with torch.no_grad():
-        for name in ("A", "W", "h", "C", "B", "b"):
-            getattr(model, name).copy_(torch.from_numpy(getattr(params, name)))
         outputs, latents = model(torch.from_numpy(inputs))
     n_trials, n_steps = epochs.shape
     coords = {"epoch": (("trial", "time"), epochs), "time": np.arange(n_steps) * 10.0}
@@ -129,13 +125,13 @@ def test_context_gate_is_found():
     np.testing.assert_array_equal(np.unique(trials["regime"].values[trials["context"].values == "B"]), [2])
     result = gating(params, trials, "context", horizon=3)
     gain = result["gain"]
-    assert float(gain.sel(value="A", input=0)) == pytest.approx(1.0)  # x1 reaches the output in A
-    assert float(gain.sel(value="A", input=1)) == pytest.approx(0.0)  # x2 is blocked in A
-    assert float(gain.sel(value="B", input=1)) == pytest.approx(1.0)
-    assert float(result["index"].sel(value="A", value_other="B", input=0)) == pytest.approx(1.0)
-    assert float(result["index"].sel(value="A", value_other="B", input=1)) == pytest.approx(-1.0)
+    assert float(gain.sel(condition_value="A", input=0)) == pytest.approx(1.0)  # x1 reaches the output in A
+    assert float(gain.sel(condition_value="A", input=1)) == pytest.approx(0.0)  # x2 is blocked in A
+    assert float(gain.sel(condition_value="B", input=1)) == pytest.approx(1.0)
+    assert float(result["index"].sel(condition_value="A", condition_value_other="B", input=0)) == pytest.approx(1.0)
+    assert float(result["index"].sel(condition_value="A", condition_value_other="B", input=1)) == pytest.approx(-1.0)
     assert result["gated"].sel(input=0) and result["gated"].sel(input=1)
-    assert float(result["index"].sel(value="A", value_other="B", input=2)) == pytest.approx(0.0)
+    assert float(result["index"].sel(condition_value="A", condition_value_other="B", input=2)) == pytest.approx(0.0)
     assert not result["gated"].sel(input=2)  # the context input reaches the output the same way in both
 
 

@@ -1,8 +1,10 @@
-"""Regime statistics and the regime–epoch map, checked against hand counts, scikit-learn and a loop re-statement."""
+"""Regime statistics and the regime–epoch map, checked against hand counts, scikit-learn and a loop re-statement;
+the whole analysis, its report and figures at edge sizes (M = 1, P ∈ {0, M})."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -10,8 +12,13 @@ import torch
 import xarray as xr
 from sklearn.metrics import normalized_mutual_info_score
 
-from neuroalrnn import ALRNN
+from neuroalrnn.analyses import analyze, figures
+from neuroalrnn.analyses.compare import compare
 from neuroalrnn.analyses.regimes import dwell_times, occupancy_by, regime_epoch_table, regime_statistics
+from neuroalrnn.analyses.report import render_report
+from neuroalrnn.analyses.sharing import sharing_analysis, sharing_report_lines
+from neuroalrnn.analyses.sharing_figures import sharing_figures
+from neuroalrnn.models import ALRNN, ALRNNParams
 from neuroalrnn.simulate import simulate
 
 N_BYTES = 9  # packed codes for P = 70 nonlinear units
@@ -402,3 +409,98 @@ def test_simulated_regime_epoch_table(simulated, condition):
     if condition is not None:
         assert table["count"].dims[0] == "context"
         assert sorted(table["context"].values.tolist()) == sorted(set(simulated["context"].values.tolist()))
+
+
+# ------------------------------------------------ edge sizes: the whole analysis, its report and figures
+
+EDGE_SIZES = [pytest.param((1, 0), id="M=1,P=0"), pytest.param((1, 1), id="M=1,P=1"),
+              pytest.param((3, 0), id="M=3,P=0"), pytest.param((3, 3), id="M=3,P=3")]
+
+
+def edge_params(n_units: int, n_nonlinear: int, n_inputs: int = 5, n_outputs: int = 3) -> ALRNNParams:
+    """A small hand-made AL-RNN: A = 0.5, W with entries ±0.2 (so ‖W_Ω‖ < 1 in every regime), h with both signs."""
+    rng = np.random.default_rng(10 * n_units + n_nonlinear)
+    return ALRNNParams(A=np.full(n_units, 0.5), W=0.2 * np.sign(rng.normal(size=(n_units, n_units))) / n_units,
+                       h=np.linspace(-0.3, 0.3, n_units), C=rng.normal(0.0, 1.0, (n_units, n_inputs)),
+                       B=rng.normal(0.0, 1.0, (n_outputs, n_units)), b=np.zeros(n_outputs), n_nonlinear=n_nonlinear)
+
+
+@pytest.fixture(scope="module", params=EDGE_SIZES)
+def edge(request):
+    params = edge_params(*request.param)
+    trials = simulate(ALRNN.from_params(params, dtype=torch.float64), "stimulus-selection", 24, seed=4)
+    return params, trials, analyze(trials, params)
+
+
+def test_edge_sizes_analysis(edge):
+    params, trials, analysis = edge
+    M, P = params.n_units, params.n_nonlinear
+    visited = np.unique(trials["regime"].values[trials["mask"].values])
+    assert analysis["regime"].size == visited.size <= 2**P
+    assert analysis.sizes["unit"] == M
+    # Each analysed regime's fixed point under each input condition is (I − W_Ω)⁻¹ (C s̄ + h), written out.
+    for code in analysis["regime"].values:
+        bits = [(int(code) >> i) & 1 for i in range(P)]
+        W_regime = np.diag(params.A) + params.W * np.array([1.0] * (M - P) + bits)
+        for condition in analysis["input_condition"].values:
+            s = analysis["typical_input"].sel(input_condition=condition).values
+            expected = np.linalg.solve(np.eye(M) - W_regime, params.C @ s + params.h)
+            np.testing.assert_allclose(analysis["fixed_point"].sel(regime=code, input_condition=condition).values,
+                                       expected, rtol=1e-10, atol=1e-12)
+        assert float(analysis["spectral_radius"].sel(regime=code)) == pytest.approx(
+            np.abs(np.linalg.eigvals(W_regime)).max())
+
+
+def test_edge_sizes_report_and_figures(edge, tmp_path):
+    params, trials, analysis = edge
+    order = list(analysis["regime"].values)
+    analysed = [code for code in order if bool(analysis["spectral_radius"].sel(regime=code).notnull())]
+    drawn = {
+        "raster": figures.regime_raster(trials, order, sort_by=["context"]),
+        "epoch": figures.regime_epoch_heatmap(analysis["epoch_count"]),
+        "transitions": figures.transition_graph(analysis["transition_probability"], analysis["occupancy"]),
+        "spectra": figures.eigenvalue_spectra(analysis["eigenvalue_real"], analysis["eigenvalue_imag"], analysed),
+        "trajectories": figures.latent_trajectories(trials, order, analysis["fixed_point"].sel(regime=analysed),
+                                                    analysis["fixed_point_real"].sel(regime=analysed)),
+    }
+    for name, figure in drawn.items():
+        assert figures.save_figure(figure, tmp_path / f"{name}.png").read_bytes().startswith(b"\x89PNG")
+    report = render_report(analysis, {name: f"{name}.png" for name in drawn})
+    assert f"P = {params.n_nonlinear} nonlinear units" in report
+    assert f"It used **{len(order)} regimes**" in report and "## Fixed points and slow modes" in report
+    assert "nan" not in report.lower()
+
+
+def test_edge_sizes_sharing_and_comparison(edge):
+    _, trials, _ = edge
+    two_tasks = trials.assign_coords(task=("trial", np.where(np.arange(trials.sizes["trial"]) % 2, "A", "B")))
+    sharing = sharing_analysis(two_tasks)
+    assert sharing.sizes["unit"] == trials.sizes["unit"]
+    assert set(sharing_figures(sharing)) >= {"Sharing between tasks"}
+    assert "## Sharing across tasks" in sharing_report_lines(sharing)
+    itself = trials["latents"].rename(unit="neuron").assign_coords(mask=trials["mask"])
+    result = compare(trials, itself, conditions=["context", "coh_relevant"], n_shuffles=3)
+    np.testing.assert_allclose(result["observed"].sel(metric="cka", epoch="all"), 1.0, atol=1e-9)
+
+
+def markdown_cells(row: str) -> list[str]:
+    """The cells of a Markdown table row: split at every ``|`` not escaped as ``\\|``."""
+    return re.split(r"(?<!\\)\|", row.strip())[1:-1]
+
+
+def test_edge_sizes_report_tables_escape_bars_in_cells(edge):
+    params, _, analysis = edge
+    report = render_report(analysis, {})
+    tables, current = [], []
+    for line in report.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    assert len(tables) == 2  # regimes used; fixed points and slow modes
+    for table in tables:
+        widths = {len(markdown_cells(row)) for row in table}
+        assert widths == {len(markdown_cells(table[0]))}, table
+    if params.n_nonlinear == 0:  # one linear regime: its fixed point is real under every input condition
+        assert "fixation\\|colour" in report and "fixation|colour" not in report.replace("\\|", "")

@@ -16,7 +16,7 @@ from neuroalrnn.analyses.sharing import (
     principal_subspace,
     sharing_analysis,
     sharing_report_lines,
-    unit_cka,
+    unit_covariance_similarity,
     validate_sharing_trials,
 )
 
@@ -264,27 +264,29 @@ def subspace_trials(states_a: np.ndarray, states_b: np.ndarray) -> xr.Dataset:
     return make_trials(np.zeros(latents.shape[:2]), ["A"] * 3 + ["B"] * 3, latents=latents)
 
 
-def cka_reference(x: np.ndarray, y: np.ndarray) -> float:
-    """‖X_c Y_cᵀ‖²_F / (‖X_c X_cᵀ‖_F ‖Y_c Y_cᵀ‖_F), centred over rows: the sample-space form of the unit CKA."""
+def covariance_similarity_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """‖X_c Y_cᵀ‖²_F / (‖X_c X_cᵀ‖_F ‖Y_c Y_cᵀ‖_F), centred over rows: the sample-space form of the cosine of the
+    unit covariances ⟨X_cᵀX_c, Y_cᵀY_c⟩_F / (‖X_cᵀX_c‖_F ‖Y_cᵀY_c‖_F)."""
     x, y = x - x.mean(axis=0), y - y.mean(axis=0)
     return np.linalg.norm(x @ y.T) ** 2 / (np.linalg.norm(x @ x.T) * np.linalg.norm(y @ y.T))
 
 
-def test_cka_matches_the_sample_space_formula_and_is_one_on_the_diagonal():
+def test_covariance_similarity_matches_the_sample_space_formula_and_is_one_on_the_diagonal():
     rng = np.random.default_rng(0)
     mixing = rng.normal(size=(5, 5))
     trials = subspace_trials(rng.normal(size=(3, 6, 5)), rng.normal(size=(3, 6, 5)) @ mixing)
     result = sharing_analysis(trials)
     states = trials["latents"].values.astype(float)
-    expected = cka_reference(states[:3].reshape(-1, 5), states[3:].reshape(-1, 5))
-    assert float(result["cka"].sel(task="A", task_other="B")) == pytest.approx(expected, rel=1e-9)
-    assert unit_cka(states[:3].reshape(-1, 5), states[3:].reshape(-1, 5)) == pytest.approx(expected, rel=1e-9)
-    np.testing.assert_allclose(np.diag(result["cka"].values), 1.0)
-    np.testing.assert_allclose(result["cka"].values, result["cka"].values.T)
+    expected = covariance_similarity_reference(states[:3].reshape(-1, 5), states[3:].reshape(-1, 5))
+    assert float(result["covariance_similarity"].sel(task="A", task_other="B")) == pytest.approx(expected, rel=1e-9)
+    assert unit_covariance_similarity(states[:3].reshape(-1, 5), states[3:].reshape(-1, 5)) == pytest.approx(
+        expected, rel=1e-9)
+    np.testing.assert_allclose(np.diag(result["covariance_similarity"].values), 1.0)
+    np.testing.assert_allclose(result["covariance_similarity"].values, result["covariance_similarity"].values.T)
     assert 0 < expected < 1
 
 
-def test_cka_and_subspace_overlap_are_invariant_to_rotation_and_isotropic_scaling():
+def test_covariance_similarity_and_subspace_overlap_are_invariant_to_rotation_and_isotropic_scaling():
     rng = np.random.default_rng(3)
     states_a = rng.normal(size=(3, 6, 5)) * [3, 2, 1, 0.5, 0.1]
     states_b = rng.normal(size=(3, 6, 5)) @ rng.normal(size=(5, 5))
@@ -293,11 +295,12 @@ def test_cka_and_subspace_overlap_are_invariant_to_rotation_and_isotropic_scalin
     rotated = sharing_analysis(subspace_trials(states_a @ rotation, states_b @ rotation))
     scaled = sharing_analysis(subspace_trials(states_a, 7.0 * states_b + 3.0))
     for other in (rotated, scaled):
-        np.testing.assert_allclose(other["cka"].values, base["cka"].values, rtol=1e-5)
+        np.testing.assert_allclose(other["covariance_similarity"].values, base["covariance_similarity"].values,
+                                   rtol=1e-5)
         np.testing.assert_allclose(other["subspace_overlap"].values, base["subspace_overlap"].values, rtol=1e-5)
-    # Rotating only one task's states is a different representation: CKA over units must see it.
+    # Rotating only one task's states is a different representation: the covariance similarity must see it.
     one_rotated = sharing_analysis(subspace_trials(states_a @ rotation, states_b))
-    assert abs(float(one_rotated["mean_cka"]) - float(base["mean_cka"])) > 1e-3
+    assert abs(float(one_rotated["mean_covariance_similarity"]) - float(base["mean_covariance_similarity"])) > 1e-3
 
 
 def test_identical_and_orthogonal_subspaces():
@@ -318,7 +321,7 @@ def test_identical_and_orthogonal_subspaces():
     orthogonal = sharing_analysis(subspace_trials(in_first_plane, in_second_plane), variance_explained=1.0)
     np.testing.assert_allclose(orthogonal["principal_angles"].sel(task="A", task_other="B").values[:2], np.pi / 2)
     assert float(orthogonal["subspace_overlap"].sel(task="A", task_other="B")) == pytest.approx(0.0, abs=1e-12)
-    assert float(orthogonal["cka"].sel(task="A", task_other="B")) == pytest.approx(0.0, abs=1e-12)
+    assert float(orthogonal["covariance_similarity"].sel(task="A", task_other="B")) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_principal_angle_of_45_degrees():
@@ -387,7 +390,7 @@ def test_without_regimes_the_unit_and_subspace_levels_still_run():
     result = sharing_analysis(make_trials(**TWO_TASKS).drop_vars("regime"))
     assert "occupancy" not in result and "regime" not in result.dims
     assert np.isnan(float(result["sharing_index"]))
-    assert np.isfinite(result["cka"].values).all()
+    assert np.isfinite(result["covariance_similarity"].values).all()
     assert any("not an AL-RNN" in line for line in sharing_report_lines(result))
 
 
@@ -418,7 +421,7 @@ def test_compare_sharing_tabulates_each_run(two_runs):
     np.testing.assert_allclose(table["shared_regime_fraction"].values, [0.0, 1.0])
     assert table["n_regimes"].values.tolist() == [4, 2]
     assert table["n_nonlinear"].values.tolist() == [2, 8]
-    assert table["mean_cka"].values.tolist() == [float(r["mean_cka"]) for r in two_runs.values()]
+    assert table["mean_covariance_similarity"].values.tolist() == [float(r["mean_covariance_similarity"]) for r in two_runs.values()]
     with pytest.raises(ValueError, match=r"results\['bad'\] is not a sharing_analysis result"):
         compare_sharing({"bad": xr.Dataset()})
 
@@ -469,7 +472,7 @@ def test_on_a_simulated_multitask_network(n_units, n_nonlinear):
     assert result.sizes["task"] == 20 and result.sizes["unit"] == n_units
     assert result["task"].values.tolist() == json.loads(trials.attrs["task_names"])
     assert "fixation" not in result["epoch"].values
-    for name in ("jaccard", "js_similarity", "cka", "subspace_overlap"):
+    for name in ("jaccard", "js_similarity", "covariance_similarity", "subspace_overlap"):
         values = result[name].values
         assert np.all((values >= -1e-12) & (values <= 1 + 1e-12)), name
         np.testing.assert_allclose(values, values.T, atol=1e-12)
