@@ -1,4 +1,9 @@
-"""`neuroalrnn analyze DIR`: regime analysis of a trained run -> analysis.nc, figures, report.md."""
+"""`neuroalrnn analyze DIR`: regime analysis of a trained run -> analysis.nc, figures, report.md.
+
+Trials that are stale (another checkpoint step), noisy or of another number than asked are simulated
+again (:func:`neuroalrnn.evaluation.current_trials`); results derived from trials (``sharing.nc``, read by
+``neuroalrnn sharing``) are refused when stale, naming the command that refreshes them.
+"""
 
 from __future__ import annotations
 
@@ -6,72 +11,51 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyses import ALRNNParams
 from .analyses import figures as figs
 from .analyses.pipeline import analyze, default_condition
 from .analyses.report import render_report
+from .evaluation import current_trials
+from .formats import FORMAT_VERSION, PROVENANCE_ATTRIBUTES, StaleTrialsError, check_trials_match
+from .formats import read as read_file
 from .models import ALRNN
+from .rundir import load_checkpoint
 from .storage import atomic_write, write_netcdf
-from .simulate import read_trials, simulate, write_trials
-from .training import TEST_SEED_OFFSET, load_model
+from .training import load_model
 
-__all__ = ["analyze_run", "compare_runs_sharing", "run_trials"]
+__all__ = ["analyze_run", "compare_runs_sharing"]
 
 
 def model_step(model: ALRNN):
-    """The model's own update as a NumPy function (z, s) -> z_next, in float64, for confirming orbits."""
-    import copy
-
-    import torch
-
-    exact = copy.deepcopy(model).double().eval()
-
-    def step(z: np.ndarray, s: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            z_t = torch.as_tensor(np.asarray(z, dtype=np.float64))
-            drive = torch.as_tensor(np.asarray(s, dtype=np.float64)) @ exact.C.T + exact.h
-            return exact.step(z_t, drive).numpy()
-
-    return step
-
-
-def run_trials(run_dir: str | Path, n_trials: int, *, log=print, loaded=None):
-    """The run's ``trials.nc``, or ``n_trials`` held-out test trials simulated and written there if it has none.
-
-    ``loaded``: the run's (config, model, env) if already loaded (see ``load_model``).
-    """
-    trials_path = Path(run_dir) / "trials.nc"
-    if trials_path.is_file():
-        trials = read_trials(trials_path)
-        log(f"read {trials_path} ({trials.sizes['trial']} trials)")
-        return trials
-    config, model, env = loaded if loaded is not None else load_model(run_dir)
-    trials = simulate(model, env, n_trials, seed=config.seed + TEST_SEED_OFFSET, task_name=config.task,
-                      config=config.to_dict())
-    write_trials(trials, trials_path)
-    log(f"simulated {n_trials} trials -> {trials_path}")
-    return trials
+    """The model's update as a NumPy function (z, s) -> z_next in float64 (its params' step), for confirming orbits."""
+    return model.params().step
 
 
 def analyze_run(
-    run_dir: str | Path, *, n_trials: int = 500, max_regimes: int | None = 32, log=print
+    run_dir: str | Path, *, n_trials: int | None = None, max_regimes: int | None = 32, log=print
 ) -> dict[str, Path]:
-    """Analyse the run in ``run_dir``; simulate ``n_trials`` trials first if it has no trials.nc.
+    """Analyse the run in ``run_dir`` on its current test trials; returns the paths written.
 
-    Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``; returns their paths.
-    ``max_regimes`` most occupied regimes get their dynamics analysed (None: all visited). A run whose
-    trials hold several tasks also gets the sharing analysis: ``sharing.nc``, its figures and a
-    report section.
+    The trials are :func:`neuroalrnn.evaluation.current_trials`: the stored
+    ``trials.nc`` when it holds noiseless trials of the run's present
+    checkpoint (and ``n_trials`` of them, when given), else freshly simulated
+    ones (``n_trials``, default ``DEFAULT_TEST_TRIALS``), saved as the run's
+    evaluation. Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``;
+    ``max_regimes`` most occupied regimes get their dynamics analysed (None:
+    all visited). A run whose trials hold several tasks also gets the sharing
+    analysis: ``sharing.nc``, its figures and a report section.
+
+    Everything is computed before anything is written, so an analysis that
+    fails writes nothing. ``analysis.nc`` and ``sharing.nc`` carry the trials'
+    provenance (``n_trials``, ``seed``, ``simulated_with_noise``,
+    ``checkpoint_step``).
     """
     run_dir = Path(run_dir)
-    config, model, env = load_model(run_dir)
+    config, model, _ = load_model(run_dir)
     if not isinstance(model, ALRNN):
         raise ValueError(f"regime analyses need an AL-RNN; {run_dir} holds a {config.model} model")
-    trials = run_trials(run_dir, n_trials, log=log, loaded=(config, model, env))
-    params = ALRNNParams.from_model(model)
-    analysis = analyze(trials, params, max_regimes=max_regimes, step=model_step(model))
-    paths = {"analysis": run_dir / "analysis.nc", "report": run_dir / "report.md"}
-    write_netcdf(analysis, paths["analysis"])
+    trials = current_trials(run_dir, n_trials, progress=log)
+    analysis = analyze(trials, model.params(), max_regimes=max_regimes, step=model_step(model))
+    analysis.attrs["format_version"] = FORMAT_VERSION
 
     order = list(analysis["regime"].values)
     condition = default_condition(trials)
@@ -85,22 +69,33 @@ def analyze_run(
     if "transition_probability" in analysis:
         figures["Transition graph"] = ("transitions.png", figs.transition_graph(analysis["transition_probability"],
                                                                                 analysis["occupancy"]))
+    notes = []
     if dynamics_regimes:
         figures["Eigenvalue spectra"] = ("spectra.png", figs.eigenvalue_spectra(
             analysis["eigenvalue_real"], analysis["eigenvalue_imag"], dynamics_regimes[:8], figs.regime_colours(order)))
-        fixed = analysis["fixed_point"].sel(regime=dynamics_regimes[:8])
-        real = analysis["fixed_point_real"].sel(regime=dynamics_regimes[:8])
-        figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
-    written = {}
-    for caption, (name, figure) in figures.items():
-        path = figs.save_figure(figure, run_dir / "figures" / name)
-        written[caption] = f"figures/{name}"
-        paths[name] = path
+        if trials.sizes["unit"] >= 2:
+            fixed = analysis["fixed_point"].sel(regime=dynamics_regimes[:8])
+            real = analysis["fixed_point_real"].sel(regime=dynamics_regimes[:8])
+            figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
+        else:
+            notes.append("Latent trajectories are not drawn: their plane of the first two principal components "
+                         "needs at least 2 units.")
     title = f"Regime analysis: {config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
-    report = render_report(analysis, written, title=title)
+    report = render_report(analysis, {caption: f"figures/{name}" for caption, (name, _) in figures.items()},
+                           title=title)
+    report += "".join(f"\n{note}\n" for note in notes)
+    sharing = None
     if np.unique(trials["task"].values).size >= 2:
-        report += "\n" + "\n".join(_sharing_section(trials, run_dir, paths)) + "\n"
-    atomic_write(paths["report"], report)
+        sharing, sharing_figures, sharing_lines = _sharing_section(trials)
+        figures.update(sharing_figures)
+        report += "\n" + "\n".join(sharing_lines) + "\n"
+
+    paths = {"analysis": write_netcdf(analysis, run_dir / "analysis.nc")}
+    if sharing is not None:
+        paths["sharing"] = write_netcdf(sharing, run_dir / "sharing.nc")
+    for name, figure in figures.values():
+        paths[name] = figs.save_figure(figure, run_dir / "figures" / name)
+    paths["report"] = atomic_write(run_dir / "report.md", report)
     return paths
 
 
@@ -117,30 +112,28 @@ def _epoch_table_to_draw(analysis) -> "xr.DataArray":
     return pooled.sel(epoch=epochs).fillna(0)
 
 
-def _sharing_section(trials, run_dir: Path, paths: dict[str, Path]) -> list[str]:
-    """Write sharing.nc and its figures for a multi-task run; return the report's Markdown lines."""
+def _sharing_section(trials) -> tuple["xr.Dataset", dict, list[str]]:
+    """The sharing analysis of a multi-task run (with its trials' provenance), its figures and report lines."""
     from .analyses.sharing import sharing_analysis, sharing_report_lines
     from .analyses.sharing_figures import sharing_figures
 
     sharing = sharing_analysis(trials)
-    paths["sharing"] = run_dir / "sharing.nc"
-    write_netcdf(sharing, paths["sharing"])
-    written = {}
-    for caption, (name, figure) in sharing_figures(sharing).items():
-        paths[name] = run_dir / "figures" / name
-        figs.save_figure(figure, paths[name])
-        written[caption] = f"figures/{name}"
-    return sharing_report_lines(sharing, figures=written)
+    sharing.attrs.update({name: trials.attrs[name] for name in PROVENANCE_ATTRIBUTES if name in trials.attrs})
+    sharing.attrs["format_version"] = FORMAT_VERSION
+    figures = sharing_figures(sharing)
+    written = {caption: f"figures/{name}" for caption, (name, _) in figures.items()}
+    lines = sharing_report_lines(sharing, figures=written)
+    return sharing, figures, lines
 
 
 def compare_runs_sharing(run_dirs: dict[str, str | Path], figure: str | Path | None = None):
     """One table (xarray Dataset, dim ``run``) of sharing metrics for several analysed multi-task runs.
 
-    Each run directory must hold ``sharing.nc`` (written by ``neuroalrnn analyze``). ``run_dirs``
-    maps a label (e.g. "P=2") to the directory; ``figure`` optionally writes the comparison figure.
+    Each run directory must hold ``sharing.nc`` (written by ``neuroalrnn analyze``) computed from
+    noiseless trials of the run's present checkpoint; a stale one is refused (StaleTrialsError) with
+    the command that brings it up to date. ``run_dirs`` maps a label (e.g. "P=2") to the directory;
+    ``figure`` optionally writes the comparison figure.
     """
-    import xarray as xr
-
     from .analyses.sharing import compare_sharing
     from .analyses.sharing_figures import plot_sharing_comparison
 
@@ -151,8 +144,25 @@ def compare_runs_sharing(run_dirs: dict[str, str | Path], figure: str | Path | N
             raise FileNotFoundError(
                 f"no sharing.nc in {run_dir}; run `neuroalrnn analyze {run_dir}` on a multi-task run first"
             )
-        results[label] = xr.load_dataset(path, engine="h5netcdf")
+        results[label] = read_file("sharing", path)
+        _check_current(results[label], path, run_dir)
     table = compare_sharing(results)
     if figure is not None:
         plot_sharing_comparison(table, figure)
     return table
+
+
+def _check_current(result, path: Path, run_dir: str | Path) -> None:
+    """Refuse an analysis result that was not computed from noiseless trials of the run's present checkpoint."""
+    step = int(load_checkpoint(run_dir)["step"])
+    try:
+        check_trials_match(result, noise=False, checkpoint_step=step)
+    except StaleTrialsError:
+        attrs = result.attrs
+        stored = ("trials of unknown provenance" if "checkpoint_step" not in attrs else
+                  f"{'noisy' if int(attrs.get('simulated_with_noise', 1)) else 'noiseless'} trials of checkpoint "
+                  f"step {int(attrs['checkpoint_step'])}")
+        raise StaleTrialsError(
+            f"{path} was computed from {stored}, but the run is at step {step} and the sharing analysis needs "
+            f"noiseless trials of it; run `neuroalrnn analyze {run_dir}` to bring it up to date"
+        ) from None

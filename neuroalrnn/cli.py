@@ -1,17 +1,36 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``, ``compare``, ``sweep``, ``bench``. Bad input exits non-zero with
-one readable line on stderr.
+Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``,
+``compare``, ``sweep``, ``bench``. The ``train`` options are generated from
+:class:`~neuroalrnn.config.TrainConfig`'s fields (defaults, accepted values and
+help come from there).
+
+Errors: every failure ends in one readable line on stderr and a non-zero exit
+status, never a traceback: 2 for a malformed command line, 1 for anything
+else, 130 for Ctrl-C. :func:`main` is the one place that turns exceptions into
+that line; ``--traceback`` shows the traceback instead (for bug reports).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+from .config import CONSTRAINTS, NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, Constraint, TrainConfig
+from .evaluation import DEFAULT_TEST_TRIALS
+
 NAME = "neuroalrnn"
+
+# Command-line names of TrainConfig fields whose flag is not the field name with dashes.
+_TRAIN_FLAGS = {"n_units": "--units", "n_nonlinear": "--nonlinear", "noise_std": "--noise",
+                "task_kwargs": "--task-option"}
+# Flag fields whose option turns the default off: field -> (option, help).
+_TRAIN_SWITCHES_OFF = {"fast_step": ("--plain-step", "train the AL-RNN with plain autograd instead of the fast step")}
+_TRAIN_NOTES = {"steps": "with --resume: the new total"}
+_METAVARS = {"integer": "N", "number": "X", "text": "TEXT", "mapping": "KEY=VALUE"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,26 +38,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _integer_at_least(minimum: int, expected: str):
-    """An argparse type: an integer >= ``minimum``, else a one-line error saying ``expected``."""
+def _argument(constraint: Constraint):
+    """An argparse type: the text parsed and checked by ``constraint``, else a one-line error."""
 
-    def parse(text: str) -> int:
+    def parse(text: str):
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
-        return value
+            return constraint.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
+    parse.__name__ = constraint.describe()
     return parse
 
 
-_positive_int = _integer_at_least(1, "a positive integer")
-_non_negative_int = _integer_at_least(0, "an integer >= 0")
+_positive_int = _argument(POSITIVE_INTEGER)
+_non_negative_int = _argument(NON_NEGATIVE_INTEGER)
 
 
-def _task_option(text: str) -> tuple[str, object]:
+def _key_value(text: str) -> tuple[str, object]:
+    """KEY=VALUE, the value parsed as JSON when it is JSON, else kept as text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -48,67 +66,75 @@ def _task_option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _flag(field_name: str) -> str:
+    """The ``train`` option of a TrainConfig field."""
+    if field_name in _TRAIN_SWITCHES_OFF:
+        return _TRAIN_SWITCHES_OFF[field_name][0]
+    return _TRAIN_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per TrainConfig field; each defaults to None, meaning "the field's default"."""
+    for item in dataclasses.fields(TrainConfig):
+        constraint = item.metadata["constraint"]
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        flag = _flag(item.name)
+        if item.name in _TRAIN_SWITCHES_OFF:
+            parser.add_argument(flag, dest=item.name, action="store_const", const=not default, default=None,
+                                help=_TRAIN_SWITCHES_OFF[item.name][1])
+            continue
+        shown = "none" if default in (None, {}) else default
+        notes = "; ".join(filter(None, [_TRAIN_NOTES.get(item.name), f"default: {shown}"]))
+        help_text = f"{item.metadata['help']} ({notes})".replace("%", "%%")
+        if constraint.kind == "flag":
+            parser.add_argument(flag, dest=item.name, action="store_const", const=not default, default=None,
+                                help=help_text)
+        elif constraint.kind == "mapping":
+            parser.add_argument(flag, dest=item.name, type=_key_value, action="append", default=None,
+                                metavar="KEY=VALUE", help=help_text)
+        else:
+            metavar = "{" + ",".join(constraint.choices) + "}" if constraint.kind == "choice" else (
+                "DIR" if item.name == "bank_cache" else _METAVARS[constraint.kind])
+            parser.add_argument(flag, dest=item.name, type=_argument(constraint), default=None, metavar=metavar,
+                                help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=NAME, description="Train and evaluate almost-linear RNNs on cognitive tasks.")
     parser.add_argument("--threads", type=_positive_int, default=1,
                         help="torch threads (default 1: fastest for small RNNs on few cores)")
+    parser.add_argument("--traceback", action="store_true", help="show the traceback of an error (for bug reports)")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    commands.add_parser("tasks", help="list the available tasks")
+    tasks = commands.add_parser("tasks", help="list the available tasks, or a suite's sub-tasks")
+    tasks.add_argument("name", nargs="?", default=None, metavar="SUITE", help="list this suite's sub-tasks")
 
     train = commands.add_parser("train", help="train a model on a task (or resume a run)")
     train.add_argument("--out", type=Path, help="new run directory")
-    train.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR from its checkpoint")
-    train.add_argument("--task", default="stimulus-selection", help="task name (see `neuroalrnn tasks`)")
-    train.add_argument("--task-option", type=_task_option, action="append", default=[], metavar="KEY=VALUE",
-                       help="task constructor option, e.g. sigma=0.3 (value parsed as JSON if it can be)")
-    train.add_argument("--model", default="alrnn", help="alrnn, linear, plrnn, tanh, gru or lstm")
-    train.add_argument("--units", type=_positive_int, default=64, help="M, the number of units")
-    train.add_argument("--nonlinear", type=_non_negative_int, default=4, help="P, the number of ReLU units (alrnn)")
-    train.add_argument("--init", default="stable", help="stable (default) or reference (see ALRNN)")
-    train.add_argument("--noise", type=float, default=0.0, help="recurrent noise std σ_rec while training")
-    train.add_argument("--slope", type=float, default=0.0, help="leaky slope α of the P units (0 = ReLU)")
-    train.add_argument("--steps", type=_positive_int, help="training steps (default 2000; with --resume: new total)")
-    train.add_argument("--batch-size", type=_positive_int, default=32)
-    train.add_argument("--optimizer", default="adam", help="adam or radam")
-    train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--schedule", default="cosine", help="constant, cosine or step")
-    train.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0 = off)")
-    train.add_argument("--weighting", default="epoch", help="loss weights: epoch (each epoch equal) or uniform")
-    train.add_argument("--decision-weight", type=float, default=1.0, help="extra factor on decision steps")
-    train.add_argument("--seed", type=_non_negative_int, default=0)
-    train.add_argument("--checkpoint-every", type=_positive_int, default=250)
-    train.add_argument("--eval-every", type=_positive_int, default=100)
-    train.add_argument("--eval-trials", type=_positive_int, default=500)
-    train.add_argument("--target-accuracy", type=float, default=0.0,
-                       help="stop once held-out decision accuracy reaches this (0 = train all steps)")
-    train.add_argument("--plain-step", action="store_true",
-                       help="train the AL-RNN with plain autograd instead of the fast step")
-    train.add_argument("--bank-size", type=_non_negative_int, default=2048,
-                       help="trials per pre-sampled bank (default 2048; 0 = fresh trials every step)")
-    train.add_argument("--bank-reuse", type=_positive_int, default=4,
-                       help="times each bank trial is used on average before a new bank (default 4)")
-    train.add_argument("--train-trials", type=_positive_int, default=None,
-                       help="train on one fixed set of N trials (low-data regime); evaluation stays held out")
-    train.add_argument("--bank-cache", type=str, default=None, metavar="DIR",
-                       help="cache sampled trial banks in DIR, keyed by the task's full configuration")
-    train.add_argument("--data-workers", type=_non_negative_int, default=1,
-                       help="processes sampling trials while the model trains (default 1; 0 = none)")
+    train.add_argument("--resume", type=Path, metavar="DIR",
+                       help="continue the run in DIR from its checkpoint (only --steps may change)")
+    _add_config_options(train)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
     evaluate.add_argument("run_dir", type=Path, metavar="DIR")
-    evaluate.add_argument("--trials", type=_positive_int, default=1000)
+    evaluate.add_argument("--trials", type=_positive_int, default=DEFAULT_TEST_TRIALS,
+                          help=f"test trials to simulate (default {DEFAULT_TEST_TRIALS})")
     evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                           help="trial seed (default: a seed distinct from training and held-out trials)")
     evaluate.add_argument("--noise", action="store_true", help="keep the recurrent noise on while simulating")
+
+    current = (f"default: DIR's trials.nc when it holds noiseless trials of the present checkpoint, "
+               f"else {DEFAULT_TEST_TRIALS} new ones")
     analyze = commands.add_parser("analyze", help="regime analysis: analysis.nc, figures and report.md")
     analyze.add_argument("run_dir", type=Path, metavar="DIR")
-    analyze.add_argument("--trials", type=_positive_int, default=500,
-                         help="trials to simulate when DIR has no trials.nc (default 500)")
+    analyze.add_argument("--trials", type=_positive_int, default=None,
+                         help=f"noiseless test trials to analyse, simulated unless DIR's trials.nc holds them "
+                              f"({current})")
     analyze.add_argument("--max-regimes", type=_non_negative_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32; "
                               "0 = every visited regime, about 10 ms each at M = 256)")
+
     compare = commands.add_parser("compare", help="compare a run's latents with neural recordings (CKA, Procrustes, RSA)")
     compare.add_argument("run_dir", type=Path, metavar="DIR")
     compare.add_argument("recordings", type=Path, metavar="RECORDINGS.nc",
@@ -120,10 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the shuffles")
     compare.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
                          help="conditions to match (default: every condition both sides have)")
+    compare.add_argument("--condition-map", type=_key_value, action="append", default=[], metavar="RECORDED=MODEL",
+                         help="match the recordings' condition RECORDED to the model's MODEL, e.g. ctx=context; "
+                              "a JSON value maps values too: 'context={\"M\": \"motion\"}' or "
+                              "'ctx=[\"context\", {\"M\": \"motion\"}]'; the key epoch maps epoch names (repeatable)")
     compare.add_argument("--variable", default=None, help="which variable of a recordings Dataset")
     compare.add_argument("--nan-policy", choices=("raise", "drop_neurons", "omit"), default="raise")
-    compare.add_argument("--trials", type=_positive_int, default=1000,
-                         help="trials to simulate when DIR has no trials.nc (default 1000)")
+    compare.add_argument("--trials", type=_positive_int, default=None,
+                         help=f"noiseless test trials to compare ({current})")
+
     sharing = commands.add_parser("sharing", help="compare task sharing across analysed multi-task runs")
     sharing.add_argument("run_dirs", type=Path, nargs="+", metavar="DIR",
                          help="runs analysed with `neuroalrnn analyze` (each holds sharing.nc)")
@@ -145,15 +176,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _condition_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """--condition-map pairs as ``analyses.compare.compare``'s ``mapping`` (a [name, values] list -> a pair)."""
+    mapping: dict[str, object] = {}
+    for recorded, target in pairs:
+        if recorded in mapping:
+            raise ValueError(f"--condition-map names the recordings' condition {recorded!r} twice")
+        if isinstance(target, list) and len(target) == 2 and isinstance(target[0], str) and isinstance(target[1], dict):
+            target = tuple(target)
+        elif not isinstance(target, str | dict):
+            raise ValueError(f"--condition-map {recorded}={json.dumps(target)}: the value must be the model's "
+                             "condition name, a JSON object of values {\"recorded\": \"model\"}, or a JSON pair "
+                             "[name, {values}]")
+        mapping[recorded] = target
+    return mapping
+
+
 def _compare(args) -> int:
     from .analyses.compare import compare, load_recordings, plot_comparison
-    from .analyze import run_trials
+    from .evaluation import current_trials
     from .storage import write_netcdf
 
+    mapping = _condition_mapping(args.condition_map)
     recordings = load_recordings(args.recordings, variable=args.variable)
-    trials = run_trials(args.run_dir, args.trials)
-    result = compare(trials, recordings, conditions=args.conditions, align=args.align, n_bins=args.bins,
-                     n_shuffles=args.shuffles, seed=args.seed, nan_policy=args.nan_policy)
+    trials = current_trials(args.run_dir, args.trials, progress=print)
+    result = compare(trials, recordings, conditions=args.conditions, mapping=mapping or None, align=args.align,
+                     n_bins=args.bins, n_shuffles=args.shuffles, seed=args.seed, nan_policy=args.nan_policy)
     matched = json.loads(result.attrs.get("conditions", "[]"))
     print(f"matched on {', '.join(matched)}: {int(result['n_conditions'].max())} condition averages, "
           f"{args.shuffles} shuffles")
@@ -164,8 +212,8 @@ def _compare(args) -> int:
         cells = [f"{float(observed.sel(metric=metric, epoch=e)):.3f} (p={float(p_value.sel(metric=metric, epoch=e)):.3f})"
                  for e in epochs]
         print(f"{metric!s:<11}" + "".join(f"{cell:>16}" for cell in cells))
-    path = write_netcdf(result, args.run_dir / "comparison.nc")
     figure = plot_comparison(result, args.run_dir / "figures" / "comparison.png")
+    path = write_netcdf(result, args.run_dir / "comparison.nc")
     print(f"wrote {path} and {figure}")
     return 0
 
@@ -194,7 +242,7 @@ def _sharing(args) -> int:
 
 
 def _sweep(args) -> int:
-    from .sweep import plot_sweep, run_sweep
+    from .sweeps import plot_sweep, run_sweep
 
     results = run_sweep(args.experiment, backend=args.backend, workers=args.workers, address=args.address,
                         progress=not args.no_progress, out=args.out, retry_failed=args.retry_failed)
@@ -223,27 +271,38 @@ def _analyze(args) -> int:
     return 0
 
 
+def _train_config(given: dict[str, object]) -> TrainConfig:
+    """The TrainConfig of the options given on the command line (the others at their defaults)."""
+    values = dict(given)
+    if "task_kwargs" in values:
+        pairs = values["task_kwargs"]
+        repeated = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+        if repeated:
+            raise ValueError(f"--task-option gives {', '.join(repeated)} more than once; give each option once")
+        values["task_kwargs"] = dict(pairs)
+    model = values.get("model", TrainConfig.model)
+    if model != "alrnn":
+        if "n_nonlinear" in values:
+            raise ValueError(f"--nonlinear applies to --model alrnn only; model {model!r} has its P fixed "
+                             "(linear: 0, plrnn: M) or none (tanh, gru, lstm)")
+        values["n_nonlinear"] = None
+    return TrainConfig(**values)
+
+
 def _train(args) -> int:
-    from .config import TrainConfig
     from .training import Trainer
 
+    given = {name: getattr(args, name) for name in CONSTRAINTS if getattr(args, name) is not None}
     if (args.out is None) == (args.resume is None):
         raise ValueError("give exactly one of --out DIR (a new run) or --resume DIR")
     if args.resume is not None:
-        trainer = Trainer.resume(args.resume, steps=args.steps, progress=not args.no_progress)
+        fixed = [name for name in given if name != "steps"]
+        if fixed:
+            raise ValueError(f"--resume continues the run with the settings of its config.json; only --steps may "
+                             f"change, but {', '.join(map(_flag, fixed))} was given")
+        trainer = Trainer.resume(args.resume, steps=given.get("steps"), progress=not args.no_progress)
     else:
-        config = TrainConfig(
-            task=args.task, task_kwargs=dict(args.task_option), model=args.model, n_units=args.units,
-            n_nonlinear=args.nonlinear if args.model == "alrnn" else None, noise_std=args.noise,
-            slope=args.slope, init=args.init, weighting=args.weighting, decision_weight=args.decision_weight,
-            steps=args.steps or TrainConfig.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-            lr=args.lr, schedule=args.schedule, grad_clip=args.grad_clip, seed=args.seed,
-            checkpoint_every=args.checkpoint_every, eval_every=args.eval_every, eval_trials=args.eval_trials,
-            target_accuracy=args.target_accuracy, data_workers=args.data_workers, fast_step=not args.plain_step,
-            bank_size=args.bank_size, bank_reuse=args.bank_reuse, train_trials=args.train_trials,
-            bank_cache=args.bank_cache,
-        )
-        trainer = Trainer(config, args.out, progress=not args.no_progress)
+        trainer = Trainer(_train_config(given), args.out, progress=not args.no_progress)
     try:
         trainer.fit()
     except KeyboardInterrupt:
@@ -269,33 +328,15 @@ def _print_task_table(by_task: dict[str, float]) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluation import accuracy_by, decision_mse, plot_psychometric, psychometric
-    from .storage import atomic_write
-    from .simulate import simulate, write_trials
-    from .training import TEST_SEED_OFFSET, load_model
+    from .evaluation import EVALUATION_FILE, accuracy_by, evaluate_run, plot_psychometric, psychometric
 
-    config, model, env = load_model(args.run_dir)
-    seed = args.seed if args.seed is not None else config.seed + TEST_SEED_OFFSET
-    trials = simulate(model, env, args.trials, seed=seed, noise=args.noise, task_name=config.task,
-                      config=config.to_dict())
-    path = write_trials(trials, args.run_dir / "trials.nc")
-    overall = float(accuracy_by(trials))
-    print(f"decision accuracy: {overall:.3f} ({args.trials} trials, seed {seed}, scoring {trials.attrs['scoring']})")
-    per_task = accuracy_by(trials, "task").to_series()
-    order = [name for name in json.loads(trials.attrs.get("task_names", "[]")) if name in per_task.index]
-    by_task = {str(name): float(per_task[name]) for name in order or per_task.index}
-    if len(by_task) > 1:
-        _print_task_table(by_task)
-    extra = {}
-    if trials.attrs["target_kind"] == "regression":
-        extra["decision_mse"] = decision_mse(trials)
-        print(f"decision-epoch MSE: {extra['decision_mse']:.4f} (tolerance {trials.attrs['tolerance']:g})")
-    summary = {
-        "accuracy": overall, "by_task": by_task,
-        "mean_over_tasks": sum(by_task.values()) / len(by_task), "min_over_tasks": min(by_task.values()),
-        "n_trials": args.trials, "seed": seed, "scoring": trials.attrs["scoring"], "noise": args.noise, **extra,
-    }
-    atomic_write(args.run_dir / "evaluation.json", json.dumps(summary, indent=2) + "\n")
+    trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed)
+    print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
+          f"scoring {summary['scoring']})")
+    if len(summary["accuracy_by_task"]) > 1:
+        _print_task_table(summary["accuracy_by_task"])
+    if summary["decision_mse"] is not None:
+        print(f"decision-epoch MSE: {summary['decision_mse']:.4f} (tolerance {trials.attrs['tolerance']:g})")
     categorical = [name for name, coord in trials.coords.items()
                    if coord.dims == ("trial",) and coord.dtype.kind in "OU" and name != "task"]
     for name in categorical:
@@ -306,48 +347,80 @@ def _evaluate(args) -> int:
         for value, accuracy in accuracy_by(trials.assign_coords({"|relevant coherence|": strength}),
                                            "|relevant coherence|").to_series().items():
             print(f"  |relevant coherence| = {value:g}: {accuracy:.3f}")
-    print(f"wrote {path} and {args.run_dir / 'evaluation.json'}")
+    print(f"wrote {args.run_dir / 'trials.nc'} and {args.run_dir / EVALUATION_FILE}")
     if {"coh_motion", "coh_colour", "context"} <= set(trials.coords):
-        curve = psychometric(trials)
-        title = f"{config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
-        figure = plot_psychometric(curve, args.run_dir / "figures" / "psychometric.png", title=title)
+        config = json.loads(trials.attrs["config"])
+        title = (f"{config['model']} M={trials.attrs['n_units']} P={trials.attrs['n_nonlinear']} · "
+                 f"{config['task']}")
+        figure = plot_psychometric(psychometric(trials), args.run_dir / "figures" / "psychometric.png", title=title)
         print(f"wrote {figure}")
     return 0
 
 
-def _tasks(_args) -> int:
+def _tasks(args) -> int:
     from .envs import list_tasks
+    from .envs.registry import NEUROGYM_PREFIX, describe_subtasks
 
+    if args.name is not None:
+        subtasks = describe_subtasks(args.name)
+        if subtasks:
+            _print_table(subtasks)
+        else:
+            print(f"{args.name} is a single task, not a suite: it has no sub-tasks")
+        return 0
     tasks = list_tasks()
-    width = max(map(len, tasks))
-    for name, description in tasks.items():
-        print(f"{name:<{width}}  {description}")
+    _print_table(tasks)
+    suites = [name for name in tasks if not name.startswith(NEUROGYM_PREFIX) and describe_subtasks(name)]
+    if suites:
+        print(f"\nSuites ({', '.join(suites)}) hold several tasks; `{NAME} tasks SUITE` lists them, a line each "
+              f"(e.g. `{NAME} tasks {suites[0]}`).")
     return 0
 
 
+def _print_table(rows: dict[str, str]) -> None:
+    width = max(map(len, rows))
+    for name, description in rows.items():
+        print(f"{name:<{width}}  {description}")
+
+
+def _one_line(error: BaseException) -> str:
+    """The error as one line: its message, a multi-line one joined (a nested traceback reduced to its last line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        lines = lines[-1:]
+    message = " ".join(lines) or type(error).__name__
+    from .training import TrainingDiverged
+
+    if isinstance(error, ValueError | OSError | ImportError | TrainingDiverged):
+        return message
+    return f"{type(error).__name__}: {message} (unexpected; rerun with `{NAME} --traceback ...` to see where)"
+
+
+_COMMANDS = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
+             "sweep": _sweep, "sharing": _sharing, "compare": _compare}
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status is 0 on success, 1 on an error (one line on stderr), 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
-    from .rundir import RunDirectoryError
-    from .training import TrainingDiverged
-
-    handlers = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
-                "sweep": _sweep, "sharing": _sharing, "compare": _compare}
     try:
-        return handlers[args.command](args)
+        return _COMMANDS[args.command](args)
     except BrokenPipeError:  # e.g. `neuroalrnn evaluate DIR | head -1`: the reader left, nothing is wrong
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, OSError, ImportError, RunDirectoryError, TrainingDiverged) as error:
-        print(f"{NAME}: error: {error}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"\n{NAME}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # the one place errors become a line; --traceback shows the full story
+        if args.traceback:
+            raise
+        print(f"{NAME}: error: {_one_line(error)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

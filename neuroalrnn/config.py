@@ -1,17 +1,133 @@
-"""The training configuration: one frozen, validated dataclass, saved as config.json."""
+"""The training configuration: one frozen, validated dataclass, saved as config.json.
+
+Each field of :class:`TrainConfig` declares, in one place, its default, the
+values it accepts (a :class:`Constraint`) and a one-line help text; the
+``neuroalrnn train`` options are generated from these fields, and
+:data:`CONSTRAINTS` (field -> constraint) is the one table both
+``TrainConfig.__post_init__`` and the command line check values against.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .envs.trials import WEIGHTINGS
 from .models import INITIALISATIONS, MODEL_KINDS
 
+__all__ = [
+    "CONSTRAINTS",
+    "Constraint",
+    "NON_NEGATIVE_INTEGER",
+    "OPTIMIZERS",
+    "POSITIVE_INTEGER",
+    "RENAMED_FIELDS",
+    "SCHEDULES",
+    "TrainConfig",
+]
+
 OPTIMIZERS = ("adam", "radam")
 SCHEDULES = ("constant", "cosine", "step")
+KINDS = ("integer", "number", "choice", "flag", "text", "mapping")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The values one setting accepts.
+
+    ``kind``: ``integer`` (a Python int, not a bool), ``number`` (a finite int
+    or float, not a bool), ``choice`` (one of ``choices``), ``flag`` (True or
+    False), ``text`` (a non-empty string) or ``mapping`` (a dict with string
+    keys). ``minimum`` / ``maximum`` bound integers and numbers (inclusive;
+    ``above_minimum=True`` excludes the minimum). ``optional``: None is
+    accepted as well.
+    """
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    above_minimum: bool = False
+    choices: tuple[str, ...] = ()
+    optional: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Constraint kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+
+    def describe(self) -> str:
+        """What the accepted values are, in words: "a positive integer", "a number in [0, 1]", ..."""
+        if self.kind == "choice":
+            text = f"one of {', '.join(self.choices)}"
+        elif self.kind in ("integer", "number"):
+            noun = "an integer" if self.kind == "integer" else "a number"
+            if self.kind == "integer" and self.minimum == 1 and self.maximum is None:
+                text = "a positive integer"
+            elif self.minimum is not None and self.maximum is not None:
+                text = f"{noun} in {'(' if self.above_minimum else '['}{self.minimum:g}, {self.maximum:g}]"
+            elif self.minimum is not None:
+                text = f"{noun} {'>' if self.above_minimum else '>='} {self.minimum:g}"
+            else:
+                text = noun
+        else:
+            text = {"flag": "true or false", "text": "a non-empty string",
+                    "mapping": "a dict of options (name -> value)"}[self.kind]
+        return f"{text} or None" if self.optional else text
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` satisfies the constraint."""
+        if value is None:
+            return self.optional
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "flag":
+            return isinstance(value, bool)
+        if self.kind == "text":
+            return isinstance(value, str) and bool(value)
+        if self.kind == "mapping":
+            return isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
+        number_types = int if self.kind == "integer" else (int, float)
+        if isinstance(value, bool) or not isinstance(value, number_types) or not math.isfinite(value):
+            return False
+        if self.minimum is not None and (value <= self.minimum if self.above_minimum else value < self.minimum):
+            return False
+        return self.maximum is None or value <= self.maximum
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise ValueError naming ``name``, the value and what it must be, unless the value is accepted."""
+        if not self.accepts(value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+
+    def parse(self, text: str) -> Any:
+        """The value that command-line ``text`` stands for, checked; ValueError says what was expected."""
+        value: Any = text
+        try:
+            if self.kind == "integer":
+                value = int(text)
+            elif self.kind == "number":
+                value = float(text)
+        except ValueError:
+            raise ValueError(f"expected {self.describe()}, got {text!r}") from None
+        if not self.accepts(value):
+            raise ValueError(f"expected {self.describe()}, got {text!r}")
+        return value
+
+
+POSITIVE_INTEGER = Constraint("integer", minimum=1)
+NON_NEGATIVE_INTEGER = Constraint("integer", minimum=0)
+NON_NEGATIVE_NUMBER = Constraint("number", minimum=0)
+FRACTION = Constraint("number", minimum=0, maximum=1)
+
+
+def _setting(default: Any, constraint: Constraint, help: str, **options: Any) -> Any:
+    """A dataclass field with its default, its constraint and its help (read by the CLI)."""
+    metadata = {"constraint": constraint, "help": help}
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata=metadata, **options)
+    return field(default=default, metadata=metadata, **options)
 
 
 @dataclass(frozen=True)
@@ -52,81 +168,78 @@ class TrainConfig:
     Bookkeeping: ``checkpoint_every`` steps, ``eval_every`` steps on
     ``eval_trials`` held-out trials, and ``target_accuracy`` (stop once the
     held-out decision accuracy reaches it; 0 = never stop early).
+
+    Every field's accepted values are in :data:`CONSTRAINTS`; besides them,
+    ``n_nonlinear`` is required for model ``alrnn`` and lies in [0, n_units].
     """
 
-    task: str = "stimulus-selection"
-    task_kwargs: dict[str, Any] = field(default_factory=dict)
-    model: str = "alrnn"
-    n_units: int = 64
-    n_nonlinear: int | None = 4
-    noise_std: float = 0.0
-    slope: float = 0.0
-    init: str = "stable"
-    weighting: str = "epoch"
-    decision_weight: float = 1.0
-    steps: int = 2000
-    batch_size: int = 32
-    optimizer: str = "adam"
-    lr: float = 3e-3
-    schedule: str = "cosine"
-    grad_clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 250
-    eval_every: int = 100
-    eval_trials: int = 500
-    target_accuracy: float = 0.0
-    data_workers: int = 0
-    bank_size: int = 2048
-    bank_reuse: int = 4
-    train_trials: int | None = None
-    fast_step: bool = True
-    bank_cache: str | None = None
+    task: str = _setting("stimulus-selection", Constraint("text"), "task name (see `neuroalrnn tasks`)")
+    task_kwargs: dict[str, Any] = _setting(
+        {}, Constraint("mapping"), "task constructor option, e.g. sigma=0.3 (value parsed as JSON if it can be)")
+    model: str = _setting("alrnn", Constraint("choice", choices=tuple(MODEL_KINDS)), "the model kind")
+    n_units: int = _setting(64, POSITIVE_INTEGER, "M, the number of units")
+    n_nonlinear: int | None = _setting(4, Constraint("integer", minimum=0, optional=True),
+                                       "P, the number of ReLU units (alrnn only)")
+    noise_std: float = _setting(0.0, NON_NEGATIVE_NUMBER, "recurrent noise std σ_rec while training")
+    slope: float = _setting(0.0, FRACTION, "leaky slope α of the P units (0 = ReLU, 1 = linear)")
+    init: str = _setting("stable", Constraint("choice", choices=INITIALISATIONS), "initialisation (see ALRNN)")
+    weighting: str = _setting("epoch", Constraint("choice", choices=WEIGHTINGS),
+                              "loss weights: epoch (each epoch of a trial equal) or uniform")
+    decision_weight: float = _setting(1.0, NON_NEGATIVE_NUMBER, "extra factor on the loss of decision steps")
+    steps: int = _setting(2000, POSITIVE_INTEGER, "training steps")
+    batch_size: int = _setting(32, POSITIVE_INTEGER, "trials per step")
+    optimizer: str = _setting("adam", Constraint("choice", choices=OPTIMIZERS), "the optimiser")
+    lr: float = _setting(3e-3, Constraint("number", minimum=0, above_minimum=True), "learning rate")
+    schedule: str = _setting("cosine", Constraint("choice", choices=SCHEDULES),
+                             "learning-rate schedule: constant, cosine (to 5 % of lr) or step (x0.1 at 2/3)")
+    grad_clip: float = _setting(1.0, NON_NEGATIVE_NUMBER, "max global gradient norm (0 = off)")
+    seed: int = _setting(0, NON_NEGATIVE_INTEGER, "seed of initialisation, trials and noise")
+    checkpoint_every: int = _setting(250, POSITIVE_INTEGER, "steps between checkpoints")
+    eval_every: int = _setting(100, POSITIVE_INTEGER, "steps between held-out evaluations")
+    eval_trials: int = _setting(500, POSITIVE_INTEGER, "held-out trials per evaluation")
+    target_accuracy: float = _setting(0.0, FRACTION,
+                                      "stop once held-out decision accuracy reaches this (0 = train all steps)")
+    data_workers: int = _setting(0, NON_NEGATIVE_INTEGER,
+                                 "processes sampling trials while the model trains (0 = none)")
+    bank_size: int = _setting(2048, NON_NEGATIVE_INTEGER,
+                              "trials per pre-sampled bank (0 = fresh trials every step)")
+    bank_reuse: int = _setting(4, POSITIVE_INTEGER, "times each bank trial is used on average before a new bank")
+    train_trials: int | None = _setting(None, Constraint("integer", minimum=1, optional=True),
+                                        "train on one fixed set of N trials (low-data regime); "
+                                        "evaluation stays held out")
+    fast_step: bool = _setting(True, Constraint("flag"), "train the AL-RNN with the fast step (else plain autograd)")
+    bank_cache: str | None = _setting(None, Constraint("text", optional=True),
+                                      "cache sampled trial banks in this directory, keyed by the task's "
+                                      "full configuration")
 
     def __post_init__(self) -> None:
-        _choice("model", self.model, tuple(MODEL_KINDS))
-        _choice("optimizer", self.optimizer, OPTIMIZERS)
-        _choice("schedule", self.schedule, SCHEDULES)
-        _choice("weighting", self.weighting, WEIGHTINGS)
-        _choice("init", self.init, INITIALISATIONS)
-        for name in ("n_units", "steps", "batch_size", "checkpoint_every", "eval_every", "eval_trials"):
-            _positive_int(name, getattr(self, name))
+        for name, constraint in CONSTRAINTS.items():
+            constraint.check(name, getattr(self, name))
         if self.model == "alrnn":
             if self.n_nonlinear is None:
                 raise ValueError("n_nonlinear (P) is required for model 'alrnn'")
-            if isinstance(self.n_nonlinear, bool) or not isinstance(self.n_nonlinear, int):
-                raise ValueError(f"n_nonlinear must be an integer, got {self.n_nonlinear!r}")
             if not 0 <= self.n_nonlinear <= self.n_units:
                 raise ValueError(
                     f"n_nonlinear (P) must lie in [0, n_units={self.n_units}], got {self.n_nonlinear}"
                 )
-        for name in ("noise_std", "grad_clip", "decision_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if not 0 <= self.slope <= 1:
-            raise ValueError(f"slope must lie in [0, 1], got {self.slope}")
-        if not 0 <= self.target_accuracy <= 1:
-            raise ValueError(f"target_accuracy must lie in [0, 1], got {self.target_accuracy}")
-        if not isinstance(self.fast_step, bool):
-            raise ValueError(f"fast_step must be True or False, got {self.fast_step!r}")
-        for name in ("bank_size", "data_workers", "seed"):
-            _non_negative_int(name, getattr(self, name))
-        _positive_int("bank_reuse", self.bank_reuse)
-        if self.train_trials is not None:
-            _positive_int("train_trials", self.train_trials)
-        if self.bank_cache is not None and not isinstance(self.bank_cache, str):
-            raise ValueError(f"bank_cache must be a directory path (str) or None, got {self.bank_cache!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """The config of a ``config.json``'s fields; renamed keys (:data:`RENAMED_FIELDS`) mapped, unknown refused."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a config must be a JSON object of TrainConfig fields, got {type(values).__name__}")
+        values = dict(values)
+        for old, new in RENAMED_FIELDS.items():
+            if old in values:
+                if new in values:
+                    raise ValueError(f"config has both {old!r} and its new name {new!r}; keep only {new!r}")
+                values[new] = values.pop(old)
+        unknown = sorted(set(values) - set(CONSTRAINTS))
         if unknown:
-            raise ValueError(f"unknown config keys {sorted(unknown)}; valid keys: {sorted(known)}")
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(CONSTRAINTS)}")
         return cls(**values)
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -136,16 +249,14 @@ class TrainConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+CONSTRAINTS: dict[str, Constraint] = {
+    item.name: item.metadata["constraint"] for item in dataclasses.fields(TrainConfig)
+}
+"""Field name -> the values it accepts: the one table every check of a TrainConfig value uses."""
 
+RENAMED_FIELDS: dict[str, str] = {}
+"""Old config.json key -> its current TrainConfig field, mapped by :meth:`TrainConfig.from_dict`.
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def _non_negative_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+No field has been renamed since the first release; a rename adds its entry here
+so that older run directories stay readable.
+"""

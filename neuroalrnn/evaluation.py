@@ -1,4 +1,4 @@
-"""Decision accuracy and psychometric curves, from plain arrays or a trials Dataset.
+"""Evaluating a trained run: decision accuracy, psychometric curves, and the one path that simulates test trials.
 
 A trial's *choice* is the majority of the per-step argmax outputs over its
 decision epoch; ties go to the lowest output index (fixate), so an undecided
@@ -8,27 +8,76 @@ trials whose choice equals the target label at the trial's last decision step;
 for sequence tasks scored step by step the fraction of decision steps right;
 for regression tasks the fraction of trials whose decision outputs all lie
 within the task's tolerance of their targets.
+
+**One path.** :func:`evaluate_run` simulates a run's held-out test trials and
+summarises them; ``neuroalrnn evaluate``, ``neuroalrnn analyze``,
+``neuroalrnn compare`` and the sweep all go through it, with one default
+number of trials, :data:`DEFAULT_TEST_TRIALS`. :func:`current_trials` is what
+the analyses read: the stored ``trials.nc`` when it is current (simulated
+without noise from the run's present checkpoint step, and with the number of
+trials asked, if one was), else fresh trials from :func:`evaluate_run`. A
+stale ``trials.nc`` is therefore never analysed: it is simulated again, and
+the reason is reported through ``progress``.
+
+**One result, one file.** An evaluation is stored as one atomic unit: the
+summary is an attribute of ``trials.nc`` (``evaluation``, JSON), and
+``evaluation.json`` is a copy derived from it for people and scripts.
+``trials.nc`` is written first (atomically), ``evaluation.json`` after it. A
+process killed between the two writes leaves a new ``trials.nc`` beside an
+old ``evaluation.json``; :func:`read_evaluation` (called by every command
+that reads ``trials.nc``) takes the summary from ``trials.nc`` and rewrites
+``evaluation.json`` whenever the two disagree, so no reader ever pairs files
+of two different evaluations.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
+import torch
 import xarray as xr
 
+from . import envs
+from .config import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, TrainConfig
 from .envs.trials import decision_choice, target_at_last_step, trial_scores
-from .storage import save_figure
+from .formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
+from .rundir import load_checkpoint, read_metrics
+from .simulate import read_trials, simulate, write_trials
+from .storage import atomic_write, save_figure
+from .system import jsonable
+from .training import TEST_SEED_OFFSET, load_model, task_loss
 
 __all__ = [
+    "DEFAULT_TEST_TRIALS",
+    "EVALUATION_FILE",
+    "SUMMARY_ATTRIBUTE",
+    "TRIALS_FILE",
     "accuracy_by",
     "choices",
+    "current_trials",
     "decision_choice",
     "decision_mse",
+    "evaluate_run",
     "plot_psychometric",
     "psychometric",
+    "read_evaluation",
     "scores",
+    "write_evaluation",
 ]
+
+DEFAULT_TEST_TRIALS = 1000
+"""Held-out test trials simulated by ``evaluate``, ``analyze``, ``compare`` and the sweep unless told otherwise."""
+TRIALS_FILE = "trials.nc"
+EVALUATION_FILE = "evaluation.json"
+SUMMARY_ATTRIBUTE = "evaluation"
+"""The ``trials.nc`` attribute holding the evaluation summary (JSON); ``evaluation.json`` is derived from it."""
+
+Progress = Callable[[str], None] | None
 
 
 def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
@@ -125,3 +174,214 @@ def plot_psychometric(curve: xr.DataArray, path: str | Path, title: str = "") ->
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+class _LoadedRun(NamedTuple):
+    config: TrainConfig
+    model: torch.nn.Module
+    env: Any
+    step: int
+
+
+def _load_run(run_dir: Path) -> _LoadedRun:
+    """The run's config, trained model (refused when its weights are not finite), task and checkpoint step."""
+    config, model, env = load_model(run_dir)
+    return _LoadedRun(config, model, env, int(load_checkpoint(run_dir)["step"]))
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    n_trials: int = DEFAULT_TEST_TRIALS,
+    noise: bool = False,
+    seed: int | None = None,
+    *,
+    save: bool = True,
+    progress: Progress = None,
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    """Simulate ``n_trials`` held-out test trials of the run in ``run_dir`` and summarise them.
+
+    The trials come from the run's task (its held-out version, e.g. unseen
+    digit images) drawn with ``seed`` (default: the run's seed +
+    ``TEST_SEED_OFFSET``, apart from training and held-out evaluation trials),
+    by the model at its checkpoint, noiseless unless ``noise=True``.
+
+    Returns ``(trials, summary)``: the ``trials.nc`` Dataset (its attribute
+    :data:`SUMMARY_ATTRIBUTE` holds the summary as JSON) and the summary, a
+    dict of:
+
+    - ``accuracy``: decision accuracy (:func:`accuracy_by`); ``accuracy_by_task``
+      (task -> accuracy, in the task's order), ``mean_over_tasks``,
+      ``min_over_tasks``;
+    - ``decision_mse``: :func:`decision_mse` for regression tasks, else None;
+    - ``test_loss``: the training loss (with the run's weighting and decision
+      weight) on the test trials; ``final_loss``: the loss of the last
+      training step in metrics.csv (None without one);
+    - ``regimes_used`` and ``switch_fraction``: distinct regimes on valid
+      steps and the fraction of consecutive valid steps at which any
+      nonlinear unit changes sign
+      (:func:`neuroalrnn.analyses.regimes.regime_statistics`; None for
+      tanh/GRU/LSTM);
+    - ``n_trials``, ``seed``, ``noise``, ``scoring``, ``checkpoint_step``,
+      ``steps`` (the configured total) and ``stopped_early``
+      (checkpoint_step < steps);
+    - ``format_version`` of the ``evaluation.json`` format (:mod:`neuroalrnn.formats`).
+
+    ``save=True`` writes ``trials.nc`` and ``evaluation.json`` as one unit
+    (:func:`write_evaluation`). ``progress`` receives one line per stage
+    (e.g. ``print``); None is silent.
+    """
+    run_dir = Path(run_dir)
+    return _evaluate(run_dir, _load_run(run_dir), n_trials, noise, seed, save=save, progress=progress)
+
+
+def _evaluate(
+    run_dir: Path, run: _LoadedRun, n_trials: int, noise: bool, seed: int | None, *, save: bool, progress: Progress
+) -> tuple[xr.Dataset, dict[str, Any]]:
+    POSITIVE_INTEGER.check("n_trials", n_trials)
+    seed = run.config.seed + TEST_SEED_OFFSET if seed is None else seed
+    NON_NEGATIVE_INTEGER.check("seed", seed)
+    trials = simulate(run.model, run.env, n_trials, seed=seed, noise=bool(noise), checkpoint_step=run.step,
+                      task_name=run.config.task, config=run.config.to_dict())
+    summary = _summary(trials, run, run_dir, seed=seed, noise=bool(noise))
+    trials.attrs[SUMMARY_ATTRIBUTE] = _summary_json(summary)
+    if progress is not None:
+        how = "with recurrent noise" if noise else "noiseless"
+        progress(f"simulated {n_trials} {how} test trials (seed {seed}) at checkpoint step {run.step}")
+    if save:
+        write_evaluation(run_dir, trials)
+    return trials, json.loads(trials.attrs[SUMMARY_ATTRIBUTE])
+
+
+def _summary(trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, noise: bool) -> dict[str, Any]:
+    from .analyses.regimes import regime_statistics
+
+    per_task = accuracy_by(trials, "task").to_series()
+    order = [name for name in json.loads(trials.attrs.get("task_names", "[]")) if name in per_task.index]
+    by_task = {str(name): float(per_task[name]) for name in order or per_task.index}
+    rows = read_metrics(run_dir)
+    summary = {
+        "accuracy": float(accuracy_by(trials)),
+        "accuracy_by_task": by_task,
+        "mean_over_tasks": float(np.mean(list(by_task.values()))),
+        "min_over_tasks": min(by_task.values()),
+        "decision_mse": decision_mse(trials) if trials.attrs.get("target_kind") == "regression" else None,
+        "test_loss": _test_loss(trials, run, seed),
+        "final_loss": float(rows[-1]["loss"]) if rows else None,
+        "regimes_used": None,
+        "switch_fraction": None,
+        "n_trials": int(trials.sizes["trial"]),
+        "seed": int(seed),
+        "noise": noise,
+        "scoring": str(trials.attrs.get("scoring", "choice")),
+        "checkpoint_step": run.step,
+        "steps": run.config.steps,
+        "stopped_early": run.step < run.config.steps,
+        "format_version": FORMAT_VERSION,
+    }
+    if "regime" in trials:
+        statistics = regime_statistics(trials, transitions=False)
+        summary["regimes_used"] = int(statistics["n_regimes"])
+        summary["switch_fraction"] = float(statistics["switch_fraction"])
+    return summary
+
+
+def _test_loss(trials: xr.Dataset, run: _LoadedRun, seed: int) -> float:
+    """The training loss of the trials' outputs, with loss weights of the same trials drawn again from ``seed``."""
+    batch = envs.sample_trials(run.env, trials.sizes["trial"], seed=seed, task_name=run.config.task,
+                               weighting=run.config.weighting, decision_weight=run.config.decision_weight)
+    if not np.array_equal(batch.inputs, trials["inputs"].values):
+        raise RuntimeError(f"task {run.config.task!r} drew other trials from seed {seed} the second time; "
+                           "its trials must depend only on the seed")
+    outputs = torch.from_numpy(np.ascontiguousarray(trials["outputs"].values))
+    with torch.no_grad():
+        return float(task_loss(outputs, batch))
+
+
+def _summary_json(summary: dict[str, Any]) -> str:
+    return json.dumps(jsonable(summary), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def write_evaluation(run_dir: str | os.PathLike, trials: xr.Dataset) -> dict[str, Path]:
+    """Write an evaluation (trials whose :data:`SUMMARY_ATTRIBUTE` holds the summary) as one unit.
+
+    ``trials.nc`` first, atomically; then ``evaluation.json`` derived from it.
+    Returns both paths (keys ``trials`` and ``evaluation``).
+    """
+    run_dir = Path(run_dir)
+    if SUMMARY_ATTRIBUTE not in trials.attrs:
+        raise ValueError(f"trials to write as an evaluation need the attribute {SUMMARY_ATTRIBUTE!r}; "
+                         "make them with evaluate_run")
+    paths = {"trials": write_trials(trials, run_dir / TRIALS_FILE), "evaluation": run_dir / EVALUATION_FILE}
+    _derive_json(run_dir, trials.attrs[SUMMARY_ATTRIBUTE])
+    return paths
+
+
+def _derive_json(run_dir: Path, summary_text: str) -> None:
+    """Make ``evaluation.json`` hold ``summary_text`` (rewritten only when it holds anything else)."""
+    path = run_dir / EVALUATION_FILE
+    try:
+        current = path.read_text()
+    except OSError:
+        current = None
+    if current != summary_text:
+        atomic_write(path, summary_text)
+
+
+def read_evaluation(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The summary of the evaluation in ``run_dir/trials.nc``; None when it holds none (or there is no trials.nc).
+
+    ``evaluation.json`` is brought in line with it: rewritten when it is
+    missing or holds another evaluation (an ``evaluate`` killed between its
+    two writes).
+    """
+    path = Path(run_dir) / TRIALS_FILE
+    if not path.is_file():
+        return None
+    with xr.open_dataset(path, engine="h5netcdf") as opened:
+        summary_text = opened.attrs.get(SUMMARY_ATTRIBUTE)
+    if summary_text is None:
+        return None
+    _derive_json(Path(run_dir), str(summary_text))
+    return json.loads(summary_text)
+
+
+def current_trials(run_dir: str | os.PathLike, n_trials: int | None = None, *, progress: Progress = None) -> xr.Dataset:
+    """The run's test trials as the analyses need them: noiseless, from its present checkpoint.
+
+    The stored ``trials.nc`` is used when its provenance matches (simulated
+    without noise at the checkpoint's step, and with ``n_trials`` trials
+    unless ``n_trials`` is None); otherwise (stale, noisy, another number, an
+    unversioned file, or none) :func:`evaluate_run` simulates ``n_trials``
+    (default :data:`DEFAULT_TEST_TRIALS`) and saves them. The model is loaded
+    either way, so a checkpoint with non-finite weights is refused.
+    """
+    run_dir = Path(run_dir)
+    if n_trials is not None:
+        POSITIVE_INTEGER.check("n_trials", n_trials)
+    run = _load_run(run_dir)
+    path = run_dir / TRIALS_FILE
+    if path.is_file():
+        trials = read_trials(path)
+        try:
+            check_trials_match(trials, n_trials=n_trials, noise=False, checkpoint_step=run.step)
+        except StaleTrialsError:
+            if progress is not None:
+                asked = f"{n_trials or 'any number of'} trials without noise from checkpoint step {run.step}"
+                progress(f"{path} holds {_provenance(trials)}, not {asked}; simulating again")
+        else:
+            read_evaluation(run_dir)
+            if progress is not None:
+                progress(f"read {path} ({trials.sizes['trial']} trials)")
+            return trials
+    trials, _ = _evaluate(run_dir, run, n_trials or DEFAULT_TEST_TRIALS, False, None, save=True, progress=progress)
+    return trials
+
+
+def _provenance(trials: xr.Dataset) -> str:
+    """Where stored trials came from, in words (unknown parts named as such)."""
+    attrs = trials.attrs
+    if "simulated_with_noise" not in attrs or "checkpoint_step" not in attrs:
+        return f"{trials.sizes['trial']} trials of unknown provenance (written before format version 1)"
+    noise = "with" if int(attrs["simulated_with_noise"]) else "without"
+    step = int(attrs["checkpoint_step"])
+    return f"{trials.sizes['trial']} trials {noise} noise from checkpoint step {step if step >= 0 else 'unknown'}"

@@ -270,3 +270,89 @@ def test_report_names_the_norm_of_amplifying_regimes_without_a_computed_peak(tri
     norm = float(result["operator_norm"].sel(regime=codes[-1]))
     assert f"Ω {codes[-1]} (‖W_Ω‖ = {norm:.2f})" in text
     assert "nan" not in text
+
+
+# ----------------------------------------------------------------------------- stale trials, failures, edge sizes
+
+TINY = ["--units", "8", "--nonlinear", "2", "--batch-size", "4", "--eval-trials", "8", "--bank-size", "16",
+        "--no-progress"]
+
+
+def test_analyze_after_a_resume_does_not_reuse_the_old_trials(tmp_path, capsys):
+    """train to 100, evaluate, train --resume --steps 800, analyze: the analysed trials are the step-800 model's."""
+    from neuroalrnn.envs import sample_trials
+    from neuroalrnn.training import TEST_SEED_OFFSET, load_model
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--steps", "100", "--eval-every", "100", "--checkpoint-every", "100",
+                 *TINY]) == 0
+    assert main(["evaluate", str(run), "--trials", "60"]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "800", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(run), "--max-regimes", "4"]) == 0
+    assert "checkpoint step 100" in capsys.readouterr().out  # said why it simulated again
+    with xr.open_dataset(run / "analysis.nc", engine="h5netcdf") as analysis:
+        assert analysis.attrs["checkpoint_step"] == 800
+    trials = xr.load_dataset(run / "trials.nc", engine="h5netcdf")
+    config, model, env = load_model(run)
+    batch = sample_trials(env, trials.sizes["trial"], seed=config.seed + TEST_SEED_OFFSET, task_name=config.task)
+    with torch.no_grad():
+        _, latents = model(torch.from_numpy(batch.inputs))
+    np.testing.assert_array_equal(trials["latents"].values, latents.numpy())
+
+
+def test_analyze_does_not_analyse_noisy_or_fewer_trials_than_asked(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--steps", "4", "--eval-every", "4", "--noise", "0.5", *TINY]) == 0
+    assert main(["evaluate", str(run), "--noise", "--trials", "50"]) == 0
+    assert main(["analyze", str(run), "--trials", "500", "--max-regimes", "4"]) == 0
+    with xr.open_dataset(run / "analysis.nc", engine="h5netcdf") as analysis:
+        assert analysis.attrs["n_trials"] == 500 and analysis.attrs["simulated_with_noise"] == 0
+    assert json.loads((run / "evaluation.json").read_text())["n_trials"] == 500
+
+
+@pytest.mark.parametrize("failing", ["render_report", "latent_trajectories"])
+def test_an_analysis_that_fails_writes_nothing(tmp_path, capsys, monkeypatch, failing):
+    from neuroalrnn import analyze as analyze_module
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--steps", "4", "--eval-every", "4", *TINY]) == 0
+    assert main(["evaluate", str(run), "--trials", "40"]) == 0
+    before = sorted(path.relative_to(run) for path in run.rglob("*"))
+
+    def fail(*args, **kwargs):
+        raise ValueError(f"{failing} failed")
+
+    monkeypatch.setattr(analyze_module.figs if failing == "latent_trajectories" else analyze_module, failing, fail)
+    capsys.readouterr()
+    assert main(["analyze", str(run)]) == 1
+    assert f"{failing} failed" in capsys.readouterr().err
+    assert sorted(path.relative_to(run) for path in run.rglob("*")) == before
+
+
+@pytest.mark.parametrize("n_nonlinear", [0, 1])
+def test_a_one_unit_network_is_analysed(tmp_path, capsys, n_nonlinear):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--units", "1", "--nonlinear", str(n_nonlinear), "--steps", "4",
+                 "--eval-every", "4", "--batch-size", "4", "--eval-trials", "8", "--bank-size", "16",
+                 "--no-progress"]) == 0
+    assert main(["analyze", str(run), "--trials", "30"]) == 0
+    report = (run / "report.md").read_text()
+    assert "## Regimes used" in report
+    assert "Latent trajectories are not drawn" in report
+    assert (run / "analysis.nc").is_file() and not (run / "figures" / "trajectories.png").exists()
+
+
+def test_sharing_refuses_results_of_an_older_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--task", "yang19", "--task-option", 'tasks=["go", "dm1"]',
+                 "--steps", "2", "--eval-every", "2", *TINY]) == 0
+    assert main(["analyze", str(run), "--trials", "40", "--max-regimes", "2"]) == 0
+    capsys.readouterr()
+    assert main(["sharing", str(run)]) == 0
+    assert main(["train", "--resume", str(run), "--steps", "4", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["sharing", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "checkpoint step 2" in err and "at step 4" in err and f"`neuroalrnn analyze {run}`" in err
