@@ -10,9 +10,8 @@ machine slows both sides alike; medians are printed with their ratios.
     AL-RNN step — per-step time read off ``metrics.csv``'s wall clock;
 (c) one training step alone (forward, loss, backward, Adam) on a fixed batch:
     ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
-    fast AL-RNN step, at M = 128 / batch 32 and M = 256 / batch 128, 100 steps;
-    where the compiled time loops load (:mod:`neuroalrnn.native`), the fast
-    step also with its torch loops, to show what compiling them gains;
+    fast AL-RNN step (:mod:`neuroalrnn.fast`), at M = 128 / batch 32 and
+    M = 256 / batch 128, 100 steps, with P = M / 16;
 (d) producing one training batch (32 trials, ~100 steps): ``ngym.Dataset`` (per
     batch, its cache refills included) against ours, a trial bank of 2048
     trials from ``envs.sample_trials`` and the Trainer's ``batch_of_step`` (a
@@ -41,13 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import fast as fast_module
-from . import native
 from .config import TrainConfig
 from .fast import alrnn_forward_fast
 from .models import ALRNN
 from .rundir import read_metrics
-from .training import Trainer, batch_of_step, make_task, sample_unit
+from .training import Trainer, batch_of_step, make_task, sample_chunk
 
 __all__ = ["run_benchmark"]
 
@@ -72,22 +69,18 @@ def _rnn_step(units: int, batch: int) -> Callable[[], None]:
     return step
 
 
-def _alrnn_step(units: int, batch: int, fast: bool, compiled: bool = True) -> Callable[[], None]:
-    """One AL-RNN training step: the plain model (autograd), or the fast step with compiled or torch loops."""
+def _alrnn_step(units: int, batch: int, fast: bool) -> Callable[[], None]:
+    """One AL-RNN training step: the plain model (autograd through the Python loop), or the fast step."""
     torch.manual_seed(0)
     model = ALRNN(N_INPUTS, N_OUTPUTS, units, units // 16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     inputs, targets = _fixed_batch(batch)
 
     def step() -> None:
-        wanted, fast_module.USE_COMPILED = fast_module.USE_COMPILED, compiled
-        try:
-            outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
-            loss = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        finally:
-            fast_module.USE_COMPILED = wanted
+        outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
+        loss = nn.functional.cross_entropy(outputs.flatten(0, 1), targets.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
         optimizer.step()
 
     return step
@@ -166,10 +159,10 @@ def _batch_production(units: int, batch: int, rounds: int) -> dict[str, float]:
             warnings.simplefilter("ignore")
             times["ngym"].append(sum(_time(dataset, steps_per_bank)) / steps_per_bank)
         start = time.perf_counter()
-        unit = sample_unit(env, config, bank)
+        chunk = sample_chunk(env, config, bank)
         times["bank"].append(time.perf_counter() - start)
         steps = iter(range(steps_per_bank))
-        takes = _time(lambda unit=unit, steps=steps: batch_of_step(config, unit, next(steps)), steps_per_bank)
+        takes = _time(lambda chunk=chunk, steps=steps: batch_of_step(config, chunk, next(steps)), steps_per_bank)
         times["take"].append(sum(takes) / steps_per_bank)
     medians = {name: statistics.median(values) for name, values in times.items()}
     return {**medians, "steps_per_bank": steps_per_bank, "bank_size": config.bank_size,
@@ -213,7 +206,6 @@ def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
         "nn.RNN": lambda: _rnn_step(units, batch),
         "AL-RNN plain": lambda: _alrnn_step(units, batch, fast=False),
         "AL-RNN fast": lambda: _alrnn_step(units, batch, fast=True),
-        "fast, torch loops": lambda: _alrnn_step(units, batch, fast=True, compiled=False),
         "status quo loop": lambda: _status_quo_loop(units, batch),
     }[variant]()
 
@@ -223,10 +215,7 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     """Run (a)–(d) and print a table; returns the medians (seconds) and ratios."""
     results: dict = {"threads": torch.get_num_threads()}
     log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians over {rounds} interleaved rounds")
-    log(f"fast step: {native.status()}")
-    results["loops"] = native.status()
-    compiled = native.loops() is not None
-    variants = ("nn.RNN", "AL-RNN plain", "AL-RNN fast", *(("fast, torch loops",) if compiled else ()))
+    variants = ("nn.RNN", "AL-RNN plain", "AL-RNN fast")
 
     log("\n(c) one training step alone (forward, loss, backward, Adam), 100 time steps")
     for units, batch in SIZES:

@@ -1,8 +1,8 @@
 """The fast AL-RNN path against ALRNN.forward: outputs, latents, noise draws, gradients and an Adam step.
 
 Both ways of taking A ⊙ z on the nonlinear units (inside the step's product, or element-wise) are
-tested through the ``product`` fixture, and every test runs with the compiled time loops and with
-the torch ones (the ``loops`` fixture); buffers kept between calls are tested for aliasing.
+tested through the ``product`` fixture; results are tested never to share memory with each other or
+with the buffers the backward pass keeps between calls.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import copy
 import pytest
 import torch
 
-from neuroalrnn import fast, native
+from neuroalrnn import fast
 from neuroalrnn.fast import ALRNNFunction, alrnn_forward_fast
 from neuroalrnn.models import ALRNN
 from neuroalrnn.training import weighted_cross_entropy
@@ -35,19 +35,10 @@ def random(*shape, seed: int, dtype=torch.float64) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
-@pytest.fixture(autouse=True, params=["compiled", "torch"])
-def loops(request, monkeypatch):
-    """The time loops compiled (``neuroalrnn.native``) or as torch operations from Python."""
-    if request.param == "compiled" and native.loops() is None:
-        pytest.skip(f"no compiled loops here: {native.status()}")
-    monkeypatch.setattr(fast, "USE_COMPILED", request.param == "compiled")
-    return request.param
-
-
 @pytest.fixture(params=["folded", "separate"])
 def product(request, monkeypatch):
-    """A_nl ⊙ z_nl inside the step's product for every P ("folded"), or element-wise for every P > 0."""
-    monkeypatch.setattr(fast, "FOLD_RATIO", 1 if request.param == "folded" else 10**9)
+    """A_nl ⊙ z_nl inside the step's product at every size ("folded"), or element-wise at every size."""
+    monkeypatch.setattr(fast, "FOLD_LIMIT", 10**18 if request.param == "folded" else -1)
     return request.param
 
 
@@ -258,18 +249,50 @@ def test_buffers_are_reused_across_steps_of_changing_length_and_batch(product):
             torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.skipif(fast._storage_use_count is None, reason="this torch has no storage use count: no reuse")
-def test_an_idle_buffer_is_reused():
-    """The optimisation itself: a training step's buffer serves the next step (no fresh allocation)."""
+@pytest.mark.parametrize("n_nonlinear", [3, N_UNITS])
+def test_results_of_a_training_step_survive_later_training_steps(n_nonlinear, product):
+    """After backward nothing holds the forward buffer but the caller: kept latents, their views and
+    the gradients of one step stay as they were through later steps of the same sizes."""
+    model = make_model(n_nonlinear, 0.3, noise_std=0.0).train()
+    first_inputs = random(4, 9, N_INPUTS, seed=61).requires_grad_()
+    outputs, latents = alrnn_forward_fast(model, first_inputs)
+    gradients = torch.autograd.grad(_weighted_loss(outputs, latents, "both", seed=62), [first_inputs, model.W])
+    kept_view = latents[:, 2:5].detach()
+    kept = [tensor.detach().clone() for tensor in (outputs, latents, *gradients)]
+    for index in range(3):
+        later_inputs = random(4, 9, N_INPUTS, seed=63 + index).requires_grad_()
+        later_outputs, later_latents = alrnn_forward_fast(model, later_inputs)
+        torch.autograd.grad(_weighted_loss(later_outputs, later_latents, "both", seed=66), [later_inputs, model.W])
+    for got, expected in zip((outputs, latents, *gradients), kept):
+        assert torch.equal(got, expected)
+    assert torch.equal(kept_view, kept[1][:, 2:5])
+
+
+def test_the_backward_buffer_is_kept_for_the_next_step():
+    """The optimisation itself: the backward pass's buffer (and its per-step views) serves the next step."""
     model = make_model(3, 0.0).train()
     inputs = random(4, 9, N_INPUTS, seed=60)
     pointers = []
     for _ in range(2):
-        outputs, latents = alrnn_forward_fast(model, inputs)
-        pointers.append(latents.untyped_storage().data_ptr())
+        outputs, _ = alrnn_forward_fast(model, inputs)
         outputs.sum().backward()
-        del outputs, latents
+        pointers.append(fast._WORKSPACE.H.tensor.data_ptr())
     assert pointers[0] == pointers[1]
+    outputs, _ = alrnn_forward_fast(model, random(5, 9, N_INPUTS, seed=60))  # another batch: another buffer
+    outputs.sum().backward()
+    assert fast._WORKSPACE.H.tensor.shape[1] == 5
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.3, 1.0])
+def test_phi_into_a_buffer_is_the_models_phi(slope):
+    """φ written into a buffer (public torch operations) equals ALRNN.phi and F.leaky_relu exactly."""
+    values = torch.cat([torch.tensor([-2.5, -1e-30, -0.0, 0.0, 1e-30, 3.25, float("nan")]),
+                        random(1000, seed=64, dtype=torch.float32)])
+    out = torch.empty_like(values)
+    fast._phi(values, slope, out=out)
+    model = ALRNN(1, 1, len(values), len(values), slope=slope)
+    for expected in (torch.nn.functional.leaky_relu(values, slope), model.phi(values)):
+        torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
 
 
 def test_threads_use_their_own_buffers():
@@ -310,11 +333,8 @@ def test_bad_arguments_are_named(call, error, message):
 @pytest.mark.parametrize("with_noise", [False, True])
 @pytest.mark.parametrize("slope", SLOPES)
 @pytest.mark.parametrize("n_nonlinear", NONLINEAR)
-def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with_noise, frozen, loss, n_steps, product,
-                                                        loops, monkeypatch):
-    """A loss on the outputs only and no z0 gradient: compiled, one call does the whole pass (folded or not)."""
-    calls = []
-    monkeypatch.setattr(fast, "_backward_compiled", lambda *args: calls.append(1) or backward_compiled(*args))
+def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with_noise, frozen, loss, n_steps, product):
+    """A loss on the outputs only and no z0 gradient, some parameters frozen (folded or not)."""
     model = make_model(n_nonlinear, slope, noise_std=0.3 if with_noise else 0.0).train()
     for name in frozen:
         getattr(model, name).requires_grad_(False)
@@ -336,15 +356,11 @@ def test_the_training_steps_case_matches_plain_autograd(n_nonlinear, slope, with
 
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-    assert len(calls) == (1 if loops == "compiled" else 0)
-
-
-backward_compiled = fast._backward_compiled
 
 
 @pytest.mark.parametrize("name", ["z0", "noise"])
 def test_an_initial_state_or_noise_of_another_dtype_is_refused_by_name(name):
-    """The compiled loops read raw numbers, so a float64 z0 for a float32 model must not get through."""
+    """A float64 z0 or noise for a float32 model is refused with the names, not mixed into the buffer."""
     model = make_model(3, 0.0, dtype=torch.float32)
     inputs = random(2, 5, N_INPUTS, seed=21, dtype=torch.float32)
     given = {"z0": random(2, N_UNITS, seed=22), "noise": random(2, 5, N_UNITS, seed=23)}  # float64
