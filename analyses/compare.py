@@ -1,7 +1,7 @@
 """Model vs recordings: linear CKA, Procrustes shape distance and RSA on condition-averaged responses per epoch.
 
 A recording is the ``trials.nc`` layout with ``neuron`` instead of ``unit``
-(DESIGN.md): an ``xarray.DataArray`` (or a Dataset holding one) with dims
+(``docs/formats.md``): an ``xarray.DataArray`` (or a Dataset holding one) with dims
 (trial, time, neuron), one coordinate per trial condition on ``trial``, a
 ``time`` coordinate in ms from trial start (``time.attrs["units"] == "ms"``;
 the start of each sample, as in ``trials.nc``), optionally ``epoch``
@@ -92,7 +92,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
-from ..formats import recording_variable
+from ..formats import FORMAT_VERSION, recording_variable, validate
 from ..system import jsonable
 from .core import validate_trials
 from .figures import save_figure
@@ -313,9 +313,12 @@ def load_recordings(path: str | os.PathLike, variable: str | None = None) -> xr.
     with xr.open_dataset(path, engine="h5netcdf", decode_timedelta=False) as opened:
         dataset = opened.load()
     try:
-        return validate_recordings(dataset, variable)
+        responses = validate_recordings(dataset, variable)  # its messages carry the specific fixes
+        validate("recordings", dataset, variable=variable, source=path)
+        return responses
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        message = str(error)
+        raise ValueError(message if str(path) in message else f"{path}: {message}") from None
 
 
 def _time_ms(data: xr.DataArray | xr.Dataset, side: str, require_units: bool) -> np.ndarray:
@@ -717,6 +720,7 @@ def compare(
         "n_shuffles": int(n_shuffles),
         "seed": int(seed),
         "metrics": json.dumps(metrics),
+        "format_version": FORMAT_VERSION,
         "rdm_metric": rdm_metric,
         "nan_policy": nan_policy,
         "conditions": json.dumps(names),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .. import formats
 from ..models import MAX_INTEGER_CODE_BITS, ALRNNParams, bits_to_codes, codes_to_bits
 
 __all__ = [
@@ -57,8 +58,11 @@ def validate_trials(
 ) -> xr.Dataset:
     """Check that ``trials`` has the named dimensions, variables and coordinates.
 
-    Raises ``ValueError`` naming what is missing, so a Dataset from elsewhere
-    (e.g. with ``dim_0``) fails at the boundary rather than deep inside.
+    Parts that ``trials.nc``'s declaration names (``neuroalrnn.formats``) are
+    checked against it (dims and dtypes); other coordinates (a task's own
+    conditions) only for presence. Raises ``ValueError`` naming what is
+    missing or wrong, so a Dataset from elsewhere (e.g. with ``dim_0``) fails
+    at the boundary rather than deep inside.
     """
     if not isinstance(trials, xr.Dataset):
         raise TypeError(f"expected an xarray.Dataset in the trials.nc layout, got {type(trials).__name__}")
@@ -74,5 +78,7 @@ def validate_trials(
         problems.append(f"coordinates {missing_coords}")
     if problems:
         raise ValueError("trials Dataset lacks " + "; ".join(problems))
+    declared = formats.declared_parts("trials")
+    formats.validate("trials", trials, parts=[name for name in (*variables, *coords) if name in declared])
     return trials
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import xarray as xr
 
+from ..formats import FORMAT_VERSION
 from ..models import ALRNNParams, bits_to_codes
 from .core import regime_labels, validate_trials
 from .dynamics import _one_library_thread, find_cycles, regime_dynamics
@@ -195,7 +196,7 @@ def _analyze(
     result["boundary_transient"] = boundary["transient"]
     result = result.reindex(regime=order)  # canonical regime order everywhere
     result = _restore_flags(result)
-    result.attrs.update({**trials.attrs, **attrs})
+    result.attrs.update({**trials.attrs, **attrs, "format_version": FORMAT_VERSION})
     return result
 
 

@@ -41,6 +41,7 @@ import xarray as xr
 from scipy.linalg import subspace_angles
 from scipy.special import rel_entr
 
+from .. import formats
 from ..envs.epochs import CANONICAL_EPOCHS
 from .core import label_positions, regime_labels
 
@@ -103,6 +104,9 @@ def validate_sharing_trials(trials: xr.Dataset, *, epoch_coord: str = "epoch_can
                         f"{trials['regime'].dims})")
     if problems:
         raise ValueError("trials Dataset lacks what the sharing analysis needs: " + "; ".join(problems))
+    declared = formats.declared_parts("trials")
+    wanted_parts = ["latents", "mask", "task", epoch_coord, *(["regime"] if "regime" in trials.data_vars else [])]
+    formats.validate("trials", trials, parts=[name for name in wanted_parts if name in declared])
     return trials
 
 

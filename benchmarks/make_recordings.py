@@ -12,7 +12,7 @@ valid steps, ẑ):
 then noise: ``poisson`` (spike counts k ~ Poisson(r Δt / 1000) per step,
 stored as the rate estimate k · 1000 / Δt), ``gaussian`` (r + N(0, σ²), σ =
 ``--noise-std`` spikes/s) or ``none``. The file has the recording layout of
-DESIGN.md: a Dataset with ``rates`` (trial, time, neuron) float32 (NaN after a
+docs/formats.md: a Dataset with ``rates`` (trial, time, neuron) float32 (NaN after a
 trial's end), ``mask`` (trial, time) bool, the trial conditions and ``task``
 on ``trial``, ``time`` in ms (``units: ms``) and ``epoch`` (trial, time)
 unless ``--no-epoch``; attributes say how it was made. ``--shuffle-conditions``
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shuffle-conditions", action="store_true", help="permute condition labels across trials")
     args = parser.parse_args(argv)
 
-    from neuroalrnn.storage import atomic_path
+    from neuroalrnn.formats import FORMAT_VERSION, validate
+    from neuroalrnn.storage import write_netcdf
     from neuroalrnn.simulate import simulate
     from neuroalrnn.training import load_model
 
@@ -126,8 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     recordings.attrs["source_run"] = str(args.run_dir)
     recordings.attrs["source_config"] = json.dumps(config.to_dict(), sort_keys=True, default=str)
-    with atomic_path(args.out) as tmp:
-        recordings.to_netcdf(tmp, engine="h5netcdf")
+    recordings.attrs["format_version"] = FORMAT_VERSION
+    validate("recordings", recordings, source=args.out)
+    write_netcdf(recordings, args.out)
     sizes = ", ".join(f"{k}: {v}" for k, v in recordings["rates"].sizes.items())
     print(f"wrote {args.out} ({sizes}) in {time.perf_counter() - started:.1f} s")
 

@@ -44,6 +44,7 @@ __all__ = [
     "StaleTrialsError",
     "Variable",
     "check_trials_match",
+    "declared_parts",
     "format_version",
     "read",
     "recording_variable",
@@ -645,6 +646,7 @@ recordings = xr.Dataset(
 )
 validate("recordings", recordings)  # raises FormatError naming what is wrong
 recordings.to_netcdf("recordings.nc", engine="h5netcdf")
+print(dict(recordings.sizes))
 # then: neuroalrnn compare RUN_DIR recordings.nc
 '''
 
@@ -841,6 +843,12 @@ def _declaration(kind: str) -> FileFormat:
     return FORMATS[kind]
 
 
+def declared_parts(kind: str) -> frozenset[str]:
+    """Names of the coordinates, variables and fields that file ``kind`` declares."""
+    declaration = _declaration(kind)
+    return frozenset(spec.name for spec in (*declaration.coordinates, *declaration.variables, *declaration.fields))
+
+
 def format_version(data: Any, *, kind: str = "", source: str | None = None) -> int:
     """The ``format_version`` of a Dataset (attribute) or mapping (key); 0 when it has none.
 
@@ -891,7 +899,7 @@ def validate(
     where = str(source) if source is not None else declaration.filename
     if parts is not None:
         parts = set(parts)
-        known = {spec.name for spec in (*declaration.coordinates, *declaration.variables, *declaration.fields)}
+        known = set(declared_parts(kind))
         if declaration.response_variable and isinstance(data, xr.Dataset):
             known |= {str(name) for name in data.data_vars}
         unknown = sorted(parts - known)
@@ -1218,9 +1226,10 @@ _PREAMBLE = """\
 neuroalrnn/formats.py; edit those, not this file (a test checks they agree). -->
 
 Every file neuroalrnn writes or reads, with its dimensions, variables, attributes and keys. The
-declarations live in `neuroalrnn.formats`; one validator checks each kind:
+declarations live in `neuroalrnn.formats`; one validator checks each kind
+(`runs/demo` is the run `make demo` writes):
 
-```python
+```
 from neuroalrnn.formats import read, validate
 
 trials = read("trials", "runs/demo/trials.nc")  # load + validate; FormatError says what is wrong
