@@ -11,15 +11,29 @@ try:
 except PackageNotFoundError:  # running from a source tree without an install
     __version__ = "0.0.0+unknown"
 
-from .models import ALRNN, MODEL_KINDS, GRUBaseline, LSTMBaseline, TanhRNN, build_model, regime_codes
+from .models import (
+    ALRNN,
+    MODEL_KINDS,
+    ALRNNParams,
+    GRUBaseline,
+    LSTMBaseline,
+    TanhRNN,
+    bits_to_codes,
+    build_model,
+    codes_to_bits,
+    regime_codes,
+)
 
 __all__ = [
     "ALRNN",
+    "ALRNNParams",
     "MODEL_KINDS",
     "GRUBaseline",
     "LSTMBaseline",
     "TanhRNN",
     "__version__",
+    "bits_to_codes",
     "build_model",
+    "codes_to_bits",
     "regime_codes",
 ]

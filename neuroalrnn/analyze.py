@@ -69,21 +69,15 @@ def analyze_run(
     if "transition_probability" in analysis:
         figures["Transition graph"] = ("transitions.png", figs.transition_graph(analysis["transition_probability"],
                                                                                 analysis["occupancy"]))
-    notes = []
     if dynamics_regimes:
         figures["Eigenvalue spectra"] = ("spectra.png", figs.eigenvalue_spectra(
             analysis["eigenvalue_real"], analysis["eigenvalue_imag"], dynamics_regimes[:8], figs.regime_colours(order)))
-        if trials.sizes["unit"] >= 2:
-            fixed = analysis["fixed_point"].sel(regime=dynamics_regimes[:8])
-            real = analysis["fixed_point_real"].sel(regime=dynamics_regimes[:8])
-            figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
-        else:
-            notes.append("Latent trajectories are not drawn: their plane of the first two principal components "
-                         "needs at least 2 units.")
+        fixed = analysis["fixed_point"].sel(regime=dynamics_regimes[:8])
+        real = analysis["fixed_point_real"].sel(regime=dynamics_regimes[:8])
+        figures["Latent trajectories"] = ("trajectories.png", figs.latent_trajectories(trials, order, fixed, real))
     title = f"Regime analysis: {config.model} M={config.n_units} P={model.n_nonlinear} · {config.task}"
     report = render_report(analysis, {caption: f"figures/{name}" for caption, (name, _) in figures.items()},
                            title=title)
-    report += "".join(f"\n{note}\n" for note in notes)
     sharing = None
     if np.unique(trials["task"].values).size >= 2:
         sharing, sharing_figures, sharing_lines = _sharing_section(trials)

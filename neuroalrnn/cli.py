@@ -229,7 +229,7 @@ def _sharing(args) -> int:
         labels[label if label not in labels else f"{label} ({run_dir.name})"] = run_dir
     table = compare_runs_sharing(labels, figure=args.figure)
     columns = [name for name in ("sharing_index", "shared_regime_fraction", "shared_step_fraction", "n_regimes",
-                                 "mean_jaccard", "mean_cka", "mean_subspace_overlap", "n_unit_clusters")
+                                 "mean_jaccard", "mean_covariance_similarity", "mean_subspace_overlap", "n_unit_clusters")
                if name in table]
     width = max(map(len, labels))
     print(f"{'run':<{width}}  " + "  ".join(columns))

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from neuroalrnn import ALRNN
-from neuroalrnn.analyses import ALRNNParams
+from neuroalrnn.models import ALRNNParams
 from neuroalrnn.analyses.pipeline import analyze, typical_inputs
 from neuroalrnn.analyses.regimes import regime_statistics
 from neuroalrnn.cli import main
@@ -32,7 +32,7 @@ def small_run(tmp_path_factory):
 def trials_and_params():
     torch.manual_seed(0)
     model = ALRNN(5, 3, 12, 3).eval()
-    return simulate(model, "stimulus-selection", 60, seed=2), ALRNNParams.from_model(model)
+    return simulate(model, "stimulus-selection", 60, seed=2), model.params()
 
 
 def test_typical_inputs_are_epoch_means(trials_and_params):
@@ -93,7 +93,7 @@ def test_primitives_in_the_pipeline_match_direct_calls(trials_and_params):
 
 
 def test_known_regime_matrices_are_served_only_when_asked_for_exactly():
-    from neuroalrnn.analyses.core import codes_to_bits
+    from neuroalrnn.models import codes_to_bits
     from neuroalrnn.analyses.dynamics import regime_dynamics
     from neuroalrnn.analyses.pipeline import _KnownRegimeMatrices
 
@@ -171,7 +171,7 @@ def test_trained_model_stays_at_its_real_fixed_points(small_run):
     from neuroalrnn.training import load_model
 
     _, model, env = load_model(small_run)
-    params = ALRNNParams.from_model(model)
+    params = model.params()
     trials = simulate(model, env, 40, seed=4)
     inputs = typical_inputs(trials)
     exact = model.double()
@@ -221,7 +221,7 @@ def test_more_than_62_nonlinear_units_get_statistics_but_no_dynamics():
     torch.manual_seed(1)
     model = ALRNN(5, 3, 70, 70).eval()
     trials = simulate(model, "stimulus-selection", 10, seed=0)
-    result = analyze(trials, ALRNNParams.from_model(model))
+    result = analyze(trials, model.params())
     assert result["regime"].dtype.kind == "U"  # hex labels of the packed bits
     assert float(result["occupancy"].sum()) == pytest.approx(1.0)
     assert "W_regime" not in result and "fixed_point" not in result
@@ -235,7 +235,7 @@ def test_multi_task_runs_get_a_pooled_canonical_epoch_table():
     import numpy as np
 
     from neuroalrnn import envs
-    from neuroalrnn.analyses import ALRNNParams, analyze
+    from neuroalrnn.analyses import analyze
     from neuroalrnn.analyses.report import render_report
     from neuroalrnn.models import build_model
     from neuroalrnn.simulate import simulate
@@ -244,7 +244,7 @@ def test_multi_task_runs_get_a_pooled_canonical_epoch_table():
     env = envs.make("yang19", tasks=["dm1", "dms"])
     model = build_model("alrnn", n_inputs=35, n_outputs=17, n_units=16, n_nonlinear=3)
     trials = simulate(model, env, 60, seed=0)
-    analysis = analyze(trials, ALRNNParams.from_model(model), max_regimes=4)
+    analysis = analyze(trials, model.params(), max_regimes=4)
     assert set(analysis["task"].values) == {"dm1", "dms", "all tasks"}
     pooled = analysis["epoch_count"].sel(task="all tasks")
     mask = trials["mask"].values
@@ -339,8 +339,8 @@ def test_a_one_unit_network_is_analysed(tmp_path, capsys, n_nonlinear):
     assert main(["analyze", str(run), "--trials", "30"]) == 0
     report = (run / "report.md").read_text()
     assert "## Regimes used" in report
-    assert "Latent trajectories are not drawn" in report
-    assert (run / "analysis.nc").is_file() and not (run / "figures" / "trajectories.png").exists()
+    assert "figures/trajectories.png" in report
+    assert (run / "analysis.nc").is_file() and (run / "figures" / "trajectories.png").is_file()
 
 
 def test_sharing_refuses_results_of_an_older_checkpoint(tmp_path, capsys):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ast
-import fcntl
 import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
 
+import filelock
 import numpy as np
 import pytest
 import xarray as xr
@@ -18,7 +18,8 @@ from neuroalrnn.config import TrainConfig
 from neuroalrnn.evaluation import accuracy_by
 from neuroalrnn.rundir import CHECKPOINT_FILE, load_checkpoint, read_metrics
 from neuroalrnn.simulate import read_trials
-from neuroalrnn.sweep import (
+from neuroalrnn.storage import write_netcdf
+from neuroalrnn.sweeps import (
     METRICS,
     RESULT_FILE,
     RESULTS_FILE,
@@ -171,7 +172,8 @@ def test_bad_sweep_options(tmp_path, options, message):
 
 def test_no_module_imports_ray_at_import_time():
     # Static, so it holds whatever else the test session imported: ray is imported inside functions only.
-    for path in [*(ROOT / "neuroalrnn").glob("*.py"), *(ROOT / "envs").glob("*.py"), *(ROOT / "analyses").glob("*.py")]:
+    for path in [*(ROOT / "neuroalrnn").rglob("*.py"), *(ROOT / "envs").glob("*.py"),
+                 *(ROOT / "analyses").glob("*.py")]:
         for node in ast.parse(path.read_text()).body:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = [alias.name for alias in node.names] + [getattr(node, "module", None) or ""]
@@ -328,6 +330,42 @@ def test_train_trials_figure_from_a_results_dataset(tmp_path):
                                             "steps_to_criterion_vs_P.png", "accuracy_vs_train_trials.png"]
 
 
+def test_per_task_accuracy_does_not_split_the_figures_into_panels(tmp_path):
+    # Panels are the grid's task axis; the trials' own `task` dim (of task_accuracy) is not one.
+    experiment = parse_experiment("[fixed]\nn_units = 8\n[grid]\nmodel = ['alrnn', 'gru']\nn_nonlinear = [1, 4]\n")
+    records = {point.name: {"status": "finished", "accuracy": 0.5, "accuracy_by_task": {"go": 0.25, "anti": 0.75}}
+               for point in experiment.points}
+    results = results_dataset(experiment, records)
+    assert "task" in results.dims and "task" not in results["status"].dims
+    assert [path.name for path in plot_sweep(results, out_dir=tmp_path)] == ["accuracy_vs_P.png"]
+
+
+def test_results_use_the_task_dim_and_read_old_subtask_files(tmp_path):
+    experiment = parse_experiment("[fixed]\nn_units = 8\n[grid]\nseed = [0, 1]\n")
+    records = {point.name: {"status": "finished", "accuracy_by_task": {"go": 0.5 + point.coords["seed"] / 4,
+                                                                        "anti": 0.25}}
+               for point in experiment.points}
+    results = results_dataset(experiment, records)
+    assert results["task_accuracy"].dims == ("seed", "task") and "subtask" not in results.dims
+    assert results["task_accuracy"].sel(task="go").values.tolist() == [0.5, 0.75]
+
+    old = results.rename({"task": "subtask"})  # as written before the rename, without a format_version
+    del old.attrs["format_version"]
+    write_netcdf(old, tmp_path / "old.nc")
+    old = read_results(tmp_path / "old.nc")
+    assert old["task_accuracy"].dims == ("seed", "task")
+    np.testing.assert_array_equal(old["task_accuracy"].sel(task="anti").values, [0.25, 0.25])
+
+    # A grid over tasks keeps `task` for its axis; the trials' tasks are then `subtask`, on writing and reading.
+    by_suite = parse_experiment("[fixed]\nn_units = 8\n[grid]\ntask = ['stimulus-selection', 'yang19']\n")
+    records = {point.name: {"status": "finished", "accuracy_by_task": {"go": 1.0, "anti": 0.0}}
+               for point in by_suite.points}
+    write_netcdf(results_dataset(by_suite, records), tmp_path / "suites.nc")
+    suites = read_results(tmp_path / "suites.nc")
+    assert suites["task_accuracy"].dims == ("task", "subtask")
+    assert suites["task"].values.tolist() == ["stimulus-selection", "yang19"]
+
+
 @pytest.mark.slow
 def test_ray_backend_gives_the_same_results(tiny_sweep, tmp_path):
     pytest.importorskip("ray")
@@ -456,8 +494,7 @@ def test_a_changed_experiment_does_not_reuse_other_runs(tmp_path):
 def test_one_sweep_at_a_time_per_out_directory(tmp_path):
     path = _write(tmp_path, TINY)
     (tmp_path / "out").mkdir()
-    with (tmp_path / "out" / ".sweep.lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with filelock.FileLock(tmp_path / "out" / ".sweep.lock", timeout=0):
         with pytest.raises(SweepError, match="another sweep is running into"):
             run_sweep(path, workers=0, progress=False, out=tmp_path / "out")
 
