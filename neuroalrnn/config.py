@@ -30,6 +30,8 @@ __all__ = [
     "TrainConfig",
 ]
 
+DEFAULT_TEST_TRIALS = 1000
+"""Held-out test trials simulated by ``evaluate``, ``analyze``, ``compare`` and the sweep unless told otherwise."""
 OPTIMIZERS = ("adam", "radam")
 SCHEDULES = ("constant", "cosine", "step")
 KINDS = ("integer", "number", "choice", "flag", "text", "mapping")

@@ -43,7 +43,7 @@ import torch
 import xarray as xr
 
 from . import envs
-from .config import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, TrainConfig
+from .config import DEFAULT_TEST_TRIALS, NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, TrainConfig
 from .envs.trials import decision_choice, target_at_last_step, trial_scores
 from .formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
 from .rundir import load_checkpoint, read_metrics
@@ -70,8 +70,6 @@ __all__ = [
     "write_evaluation",
 ]
 
-DEFAULT_TEST_TRIALS = 1000
-"""Held-out test trials simulated by ``evaluate``, ``analyze``, ``compare`` and the sweep unless told otherwise."""
 TRIALS_FILE = "trials.nc"
 EVALUATION_FILE = "evaluation.json"
 SUMMARY_ATTRIBUTE = "evaluation"

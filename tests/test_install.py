@@ -29,8 +29,12 @@ def _source_modules() -> list[str]:
     """Every module of the source tree under the import name it must have once installed."""
     names = []
     for folder, package in FOLDERS.items():
-        for path in sorted((ROOT / folder).glob("*.py")):
-            names.append(package if path.stem == "__init__" else f"{package}.{path.stem}")
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = path.relative_to(ROOT / folder).with_suffix("").parts
+            if "__pycache__" in parts:
+                continue
+            dotted = ".".join((package, *parts))
+            names.append(dotted.removesuffix(".__init__"))
     return names
 
 

@@ -19,7 +19,7 @@ An experiment file names fixed settings and a grid over any
     seed = [0, 1, 2]
 
     [evaluate]              # all optional
-    trials = 1000           # held-out test trials per run (default 1000)
+    trials = 1000           # held-out test trials per run (default: neuroalrnn.config.DEFAULT_TEST_TRIALS)
     criterion = 0.9         # steps to criterion: first step with eval_accuracy >= this (default 0.9)
     save_trials = true      # write each run's test trials as trials.nc (default true)
     metrics = []            # names of extra per-run metrics registered in METRICS
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import DEFAULT_TEST_TRIALS, TrainConfig
 from .metrics import METRICS, RESULT_VARIABLES
 
 __all__ = [
@@ -83,7 +83,7 @@ DIMENSION_NAMES = {"n_nonlinear": "P", "n_units": "M"}
 # Models without nonlinear units to count: their P is NaN.
 P_NOT_APPLICABLE = ("tanh", "gru", "lstm")
 _TOP_LEVEL = ("name", "out", "description", "fixed", "grid", "evaluate")
-_EVALUATE_DEFAULTS = {"trials": 1000, "criterion": 0.9, "save_trials": True, "metrics": []}
+_EVALUATE_DEFAULTS = {"trials": DEFAULT_TEST_TRIALS, "criterion": 0.9, "save_trials": True, "metrics": []}
 
 
 class ExperimentError(ValueError):
@@ -94,7 +94,7 @@ class ExperimentError(ValueError):
 class Evaluation:
     """How each run is evaluated after training (the ``[evaluate]`` table)."""
 
-    trials: int = 1000
+    trials: int = DEFAULT_TEST_TRIALS
     criterion: float = 0.9
     save_trials: bool = True
     metrics: tuple[str, ...] = ()

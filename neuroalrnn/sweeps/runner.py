@@ -43,7 +43,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 import xarray as xr
 from tqdm.auto import tqdm
 
@@ -234,32 +233,6 @@ def _clear_failure(run_dir: Path, record: dict) -> None:
             entry.unlink()
 
 
-def _test_trials(run_dir: Path, evaluation: Evaluation):
-    """The run's held-out test trials (noiseless model) and the training loss on them.
-
-    The one place the sweep simulates a trained run; returns ``(trials,
-    test_loss, config, model)``. Test trials are drawn with seed = config.seed
-    + ``TEST_SEED_OFFSET`` (as ``neuroalrnn evaluate``), apart from training
-    and evaluation trials; with ``evaluation.save_trials`` they are written to
-    ``run_dir/trials.nc``.
-    """
-    from .. import envs
-    from ..simulate import trials_dataset, write_trials
-    from ..training import TEST_SEED_OFFSET, load_model, task_loss
-
-    config, model, env = load_model(run_dir)
-    seed = config.seed + TEST_SEED_OFFSET
-    batch = envs.sample_trials(env, evaluation.trials, seed=seed, task_name=config.task,
-                               weighting=config.weighting, decision_weight=config.decision_weight)
-    with torch.no_grad():
-        outputs, latents = model(torch.from_numpy(batch.inputs))
-        test_loss = float(task_loss(outputs, batch))
-    trials = trials_dataset(batch, outputs.numpy(), latents.numpy(), model, seed=seed, config=config.to_dict())
-    if evaluation.save_trials:
-        write_trials(trials, run_dir / "trials.nc")
-    return trials, test_loss, config, model
-
-
 def evaluate_point(
     run_dir: str | Path, evaluation: Evaluation = Evaluation(),
     metrics: Mapping[str, MetricFunction] | None = None,
@@ -279,34 +252,24 @@ def evaluate_point(
     chosen extra metrics, ``evaluation.metrics`` from ``METRICS`` and
     ``metrics``) and the test trials' size and seed.
     """
-    from ..analyses.regimes import regime_statistics
-    from ..evaluation import accuracy_by
+    from ..evaluation import evaluate_run
+    from ..training import load_model
 
     run_dir = Path(run_dir)
-    trials, test_loss, config, model = _test_trials(run_dir, evaluation)
+    trials, summary = evaluate_run(run_dir, evaluation.trials, save=evaluation.save_trials)
     rows = read_metrics(run_dir)
-    steps_trained = rows[-1]["step"] if rows else 0
     reached = [row["step"] for row in rows
                if row["eval_accuracy"] != "" and row["eval_accuracy"] >= evaluation.criterion]
     result = {
-        "accuracy": float(accuracy_by(trials)),
-        "accuracy_by_task": {str(task): float(value)
-                             for task, value in accuracy_by(trials, "task").to_series().items()},
-        "test_loss": test_loss,
-        "final_loss": float(rows[-1]["loss"]) if rows else None,
+        **{key: summary[key] for key in ("accuracy", "accuracy_by_task", "test_loss", "final_loss",
+                                         "stopped_early", "regimes_used", "switch_fraction")},
         "criterion": evaluation.criterion,
         "steps_to_criterion": reached[0] if reached else None,
-        "steps_trained": steps_trained,
-        "stopped_early": steps_trained < config.steps,
-        "regimes_used": None,
-        "switch_fraction": None,
-        "test_trials": evaluation.trials,
-        "test_seed": int(trials.attrs["seed"]),
+        "steps_trained": summary["checkpoint_step"],
+        "test_trials": summary["n_trials"],
+        "test_seed": summary["seed"],
     }
-    if "regime" in trials:
-        statistics = regime_statistics(trials, transitions=False)
-        result["regimes_used"] = int(statistics["n_regimes"])
-        result["switch_fraction"] = float(statistics["switch_fraction"])
+    config, model, _ = load_model(run_dir)  # the extra metrics read the model
     chosen = {name: METRICS[name] for name in evaluation.metrics} | dict(metrics or {})
     result["extra"] = {name: float(function(trials, model, config)) for name, function in chosen.items()}
     return result
