@@ -1,8 +1,28 @@
-"""Supervised training by backpropagation through time, with resumable run directories."""
+"""Supervised training by backpropagation through time, with resumable, crash-safe run directories.
+
+What a killed or failed training leaves behind (the contract the crash-safety
+tests check): the last checkpoint, which carries every metrics row up to its
+step (see :mod:`neuroalrnn.rundir`); no process (data workers die with the
+trainer, and never hold the run's lock); no temporary file once the run is
+resumed; nothing outside the run directory unless asked for on the command
+line; and, when training fails before its first checkpoint, no run-directory
+skeleton. SIGTERM stops training like Ctrl-C: the current step is finished
+and checkpointed, then :class:`TrainingInterrupted` is raised.
+
+The module is longer than the package's usual ~500 lines because the trial
+chunks, their worker processes and the signal handling are the Trainer's own
+machinery and are tested with it; the chunk sampling (``data_chunk`` to
+``_close_descriptors_of``) can move to a module of its own unchanged.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import functools
 import math
+import os
+import pickle
 import signal
 import sys
 import threading
@@ -18,22 +38,34 @@ from tqdm.auto import tqdm
 from . import envs
 from .config import TrainConfig
 from .fast import alrnn_forward_fast
+from .formats import FORMAT_VERSION, FormatError, validate
 from .models import ALRNN, build_model
 from .rundir import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
+    LOCK_FILE,
+    METRICS_FILE,
     RunDirectoryError,
+    exclusive,
+    is_inside,
     load_checkpoint,
+    metrics_rows,
+    metrics_tensor,
     read_config,
+    read_config_record,
     read_metrics,
+    remove_temporaries,
+    restore_metrics,
     save_checkpoint,
+    sync_metrics,
     write_config,
     write_metrics,
 )
-from .storage import advisory_lock
 
 __all__ = [
     "Trainer",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "accuracy_by_task",
     "decision_accuracy",
     "load_model",
@@ -54,6 +86,14 @@ TEST_SEED_OFFSET = 2_000_003
 
 class TrainingDiverged(RuntimeError):
     """The loss or the gradient became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by Ctrl-C (SIGINT) or SIGTERM; ``signal_number`` says which."""
+
+    def __init__(self, signal_number: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = int(signal_number)
 
 
 def make_task(config: TrainConfig, *, held_out: bool = False):
@@ -85,13 +125,25 @@ def n_outputs(env) -> int:
 
 
 def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
-    """The config, the trained model (eval mode) and the task (its held-out version) of a run directory."""
+    """The config, the trained model (eval mode) and the task (its held-out version) of a run directory.
+
+    Refuses (RunDirectoryError) a checkpoint whose weights do not fit the
+    config's model or are not finite. A ``metrics.csv`` that a kill left
+    behind its checkpoint is rewritten from the checkpoint.
+    """
     config = read_config(run_dir)
     state = load_checkpoint(run_dir)
     env = make_task(config, held_out=True)
     model = make_model(config, env)
+    _load_weights(model, state["model"], Path(run_dir) / CHECKPOINT_FILE)
+    restore_metrics(run_dir)
+    return config, model.eval(), env
+
+
+def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load ``weights`` into ``model`` after checking names, shapes and finiteness (RunDirectoryError)."""
     expected = {name: tuple(value.shape) for name, value in model.state_dict().items()}
-    found = {name: tuple(value.shape) for name, value in state["model"].items()}
+    found = {name: tuple(value.shape) for name, value in weights.items()}
     if found != expected:
         differences = [
             f"{name} {found.get(name, 'missing')} vs {expected.get(name, 'absent')}"
@@ -99,11 +151,16 @@ def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
             if found.get(name) != expected.get(name)
         ]
         raise RunDirectoryError(
-            f"checkpoint in {run_dir} does not match its config.json "
+            f"checkpoint {path} does not match the model of its config.json "
             f"(checkpoint vs config shapes: {'; '.join(differences)})"
         )
-    model.load_state_dict(state["model"])
-    return config, model.eval(), env
+    broken = [name for name, value in weights.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if broken:
+        raise RunDirectoryError(
+            f"checkpoint {path} holds weights that are NaN or infinite ({', '.join(broken)}); "
+            "the run cannot be used: train it again"
+        )
+    model.load_state_dict(weights)
 
 
 def weighted_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -164,8 +221,12 @@ def _batch_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
-def data_unit(config: TrainConfig, step: int) -> int:
-    """Which sampled unit holds step ``step``'s trials: the step itself, or its trial bank."""
+def data_chunk(config: TrainConfig, step: int) -> int:
+    """Which sampled chunk of trials holds step ``step``'s trials: the step itself, or its trial bank.
+
+    A chunk is what is sampled at once: one step's batch of fresh trials
+    (``bank_size=0``), one trial bank, or the fixed training set (always chunk 0).
+    """
     if config.train_trials is not None:
         return 0
     if config.bank_size == 0:
@@ -173,8 +234,8 @@ def data_unit(config: TrainConfig, step: int) -> int:
     return step // max(1, config.bank_size * config.bank_reuse // config.batch_size)
 
 
-def sample_unit(env, config: TrainConfig, unit: int) -> envs.TrialBatch:
-    """Sample one data unit: a step's batch (fresh trials) or a whole trial bank.
+def sample_chunk(env, config: TrainConfig, chunk: int) -> envs.TrialBatch:
+    """Sample one chunk of trials (see :func:`data_chunk`): a step's batch or a whole trial bank.
 
     Seeds depend only on (seed, step) or (seed, bank), so any step's trials can
     be rebuilt after a resume; the fixed training set of ``train_trials`` has a
@@ -182,11 +243,11 @@ def sample_unit(env, config: TrainConfig, unit: int) -> envs.TrialBatch:
     read from and written to ``config.bank_cache`` when it is set.
     """
     if config.train_trials is None and config.bank_size == 0:
-        n_trials, seed = config.batch_size, _batch_seed(config.seed, unit)
+        n_trials, seed = config.batch_size, _batch_seed(config.seed, chunk)
     elif config.train_trials is not None:
         n_trials, seed = config.train_trials, _bank_seed(config.seed, "train")
     else:
-        n_trials, seed = config.bank_size, _bank_seed(config.seed, unit)
+        n_trials, seed = config.bank_size, _bank_seed(config.seed, chunk)
     is_bank = config.train_trials is not None or config.bank_size > 0
     cached = bank_cache_path(config, n_trials, seed) if config.bank_cache is not None and is_bank else None
     if cached is not None and cached.is_file():
@@ -219,12 +280,12 @@ def bank_cache_path(config: TrainConfig, n_trials: int, seed: int) -> Path:
     return Path(config.bank_cache) / f"{config.task.replace(':', '_').replace('/', '_')}-{digest}.npz"
 
 
-def batch_of_step(config: TrainConfig, unit: envs.TrialBatch, step: int) -> envs.TrialBatch:
-    """Step ``step``'s training batch from its data unit (banks: ``batch_size`` trials drawn by (seed, step))."""
+def batch_of_step(config: TrainConfig, chunk: envs.TrialBatch, step: int) -> envs.TrialBatch:
+    """Step ``step``'s training batch from its chunk (banks: ``batch_size`` trials drawn by (seed, step))."""
     if config.train_trials is None and config.bank_size == 0:
-        return unit
+        return chunk
     rng = np.random.default_rng([config.seed, step, 7])
-    return unit.take(rng.choice(unit.n_trials, size=min(config.batch_size, unit.n_trials), replace=False))
+    return chunk.take(rng.choice(chunk.n_trials, size=min(config.batch_size, chunk.n_trials), replace=False))
 
 
 def _bank_seed(seed: int, bank: int | str) -> int:
@@ -232,66 +293,167 @@ def _bank_seed(seed: int, bank: int | str) -> int:
     return int(np.random.SeedSequence([seed, tag, 0xBA4C]).generate_state(1)[0])
 
 
-class _Units(torch.utils.data.Dataset):
-    """Map-style dataset over data units (steps or banks), for DataLoader workers."""
+class _Chunks(torch.utils.data.Dataset):
+    """Map-style dataset over chunks of trials, for DataLoader workers.
+
+    A failure while sampling is returned as a :class:`_WorkerFailure` (not
+    raised), so the trainer re-raises the original exception, with its own
+    type and message, instead of torch's wrapped worker traceback.
+    """
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.env = None  # built lazily, in the worker process
 
     def __len__(self) -> int:
-        return data_unit(self.config, self.config.steps - 1) + 1
+        return data_chunk(self.config, self.config.steps - 1) + 1
 
-    def __getitem__(self, unit: int) -> envs.TrialBatch:
-        if self.env is None:
-            self.env = make_task(self.config)
-        return sample_unit(self.env, self.config, unit)
+    def __getitem__(self, chunk: int) -> envs.TrialBatch | _WorkerFailure:
+        try:
+            if self.env is None:
+                self.env = make_task(self.config)
+            return sample_chunk(self.env, self.config, chunk)
+        except Exception as error:
+            return _WorkerFailure(error)
+
+
+class _WorkerFailure:
+    """An exception raised in a data worker, carried to the trainer (``error``: the original when picklable)."""
+
+    def __init__(self, error: Exception) -> None:
+        try:
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            error = RuntimeError(f"sampling trials in a data worker failed: {type(error).__name__}: {error}")
+        self.error = error
 
 
 def _as_is(batch):
     return batch
 
 
-def _exclusive(run_dir: Path):
-    """Hold an advisory lock on ``run_dir`` so two processes never train into the same run."""
-    busy = RunDirectoryError(f"another process is training in {run_dir}; wait for it or stop it")
-    return advisory_lock(run_dir / ".lock", busy)
+def _checked_data_settings(config: TrainConfig) -> TrainConfig:
+    """``config`` with its bank cache made absolute (relative to the current directory), or ValueError."""
+    if config.train_trials is None and 0 < config.bank_size < config.batch_size:
+        raise ValueError(
+            f"batch_size {config.batch_size} exceeds bank_size {config.bank_size}: every step would train on the "
+            f"same {config.bank_size} trials; give bank_size >= batch_size (--bank-size {config.batch_size}) "
+            "or bank_size 0 (fresh trials every step)"
+        )
+    if config.bank_cache is None:
+        return config
+    cache = Path(os.path.abspath(Path(config.bank_cache).expanduser()))
+    if cache.exists() and not cache.is_dir():
+        raise ValueError(
+            f"bank_cache {config.bank_cache!r} is a file ({cache}); give a directory (it is created if missing)"
+        )
+    return config.replace(bank_cache=str(cache))
+
+
+def _start_worker(worker_id: int, *, trainer_pid: int, lock_file: tuple[int, int] | None) -> None:
+    """DataLoader ``worker_init_fn``: the worker dies with the trainer and holds no copy of the run's lock.
+
+    - SIGINT and SIGTERM are ignored: the trainer handles them (finishing its
+      step and checkpointing), then shuts its workers down.
+    - Linux: the kernel kills the worker when its parent dies
+      (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere: a watchdog thread
+      exits the worker once its parent has changed. The parent is the trainer
+      (fork and spawn) or a fork server that exits with the trainer.
+    - A forked worker closes its inherited descriptors of the lock file
+      (``lock_file``: its device and inode), so the lock is free as soon as the
+      trainer dies (closing a copy does not release the trainer's lock).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    try:
+        os.kill(trainer_pid, 0)  # the trainer may have died before the death signal was armed
+    except ProcessLookupError:
+        os._exit(1)
+    except PermissionError:
+        pass
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True, name="parent-watchdog").start()
+    if lock_file is not None:
+        _close_descriptors_of(lock_file)
+
+
+def _exit_when_orphaned(parent: int, interval: float = 0.5) -> None:
+    while os.getppid() == parent:
+        time.sleep(interval)
+    os._exit(1)  # not sys.exit: a queue's feeder thread could block the exit forever
+
+
+def _close_descriptors_of(identity: tuple[int, int]) -> None:
+    folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    with contextlib.suppress(OSError):
+        for name in os.listdir(folder):
+            with contextlib.suppress(OSError, ValueError):
+                status = os.fstat(int(name))
+                if (status.st_dev, status.st_ino) == identity:
+                    os.close(int(name))
 
 
 class _deferred_interrupt:
-    """While active (main thread only), Ctrl-C sets ``requested`` instead of raising at once.
+    """While active (main thread only), Ctrl-C and SIGTERM set ``requested`` instead of raising at once.
 
     The training loop checks it after each completed step and then stops with
-    a checkpoint, so an interrupt never lands inside an update; a second
-    Ctrl-C raises immediately.
+    a checkpoint, so an interrupt never lands inside an update; a second one
+    raises at once (:class:`TrainingInterrupted`), except inside
+    :meth:`shielded` (a checkpoint being written), after which it is raised.
     """
 
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
     def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
+        self.requested: int | None = None  # the signal number
+        self._previous: dict[int, Any] = {}
+        self._shielded = False
+        self._pending: int | None = None
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        if self.requested is None:
+            self.requested = signum
+        elif self._shielded:
+            self._pending = signum
+        else:
+            raise TrainingInterrupted(signum)
+
+    @contextlib.contextmanager
+    def shielded(self):
+        """Defer a second interrupt until the block is done (a checkpoint is written whole, and its step known)."""
+        self._shielded = True
+        try:
+            yield
+        finally:
+            self._shielded = False
+        if self._pending is not None:
+            raise TrainingInterrupted(self._pending)
 
     def __enter__(self) -> _deferred_interrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for number, previous in self._previous.items():
+            signal.signal(number, previous)
 
 
 class Trainer:
     """Train a model on a task and keep its run directory up to date.
 
-    Each step draws ``batch_size`` fresh trials whose seed depends only on
+    Each step draws ``batch_size`` trials whose seed depends only on
     (seed, step), so a resumed run sees exactly the trials an uninterrupted one
     would. The checkpoint holds the model, the optimiser, the torch RNG state
-    (for recurrent noise), the step and the elapsed time.
+    (for recurrent noise), the step, the elapsed time and the metrics rows.
+
+    A new run's ``bank_cache`` is taken relative to the current directory (as
+    a command-line path); it must not be a file. With trial banks
+    (``bank_size`` > 0), ``batch_size`` may not exceed ``bank_size`` (each
+    step would silently take the whole, smaller bank): ValueError.
 
     Usage::
 
@@ -300,6 +462,7 @@ class Trainer:
     """
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> None:
+        config = _checked_data_settings(config)
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
@@ -315,63 +478,121 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self.metrics: list[dict[str, Any]] = []
+        self._metrics_table = metrics_tensor([])  # self.metrics[:self._tabled] as the checkpoint stores them
+        self._tabled = 0
         self.stopped_early = False
         self._eval_batch: envs.TrialBatch | None = None
         self._resumed = False
-        self._in_update = False
-        self._unit, self._unit_id = None, None
+        self._in_step = False
+        self._interrupt: _deferred_interrupt | None = None
+        self._chunk, self._chunk_id = None, None
         self.saved_step: int | None = None  # the step of the checkpoint on disk
         self.eval_by_task: dict[str, float] = {}  # held-out accuracy per task at the last evaluation
 
     @classmethod
-    def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool = True) -> Trainer:
-        """Continue the run in ``run_dir`` from its checkpoint (optionally to a new ``steps``)."""
+    def resume(
+        cls, run_dir: str | Path, *, steps: int | None = None, bank_cache: str | os.PathLike | None = None,
+        progress: bool = True,
+    ) -> Trainer:
+        """Continue the run in ``run_dir`` from its checkpoint (optionally to a new total of ``steps``).
+
+        ``bank_cache``: the trial-bank cache directory to use from now on
+        (relative to the current directory, as on a command line). Without it
+        the stored one is used, and it must lie inside the run directory: a
+        resume writes outside its run only where the caller names the place.
+
+        Raises RunDirectoryError, before anything is written, when ``steps`` is
+        below the checkpoint's step, when the stored cache lies outside the
+        run, or when the checkpoint cannot be resumed (optimiser or RNG state
+        missing or malformed, weights of another size or not finite).
+        """
+        run_dir = Path(run_dir)
         config = read_config(run_dir)
-        if steps is not None:
-            config = config.replace(steps=steps)
-        trainer = cls(config, run_dir, progress=progress)
         state = load_checkpoint(run_dir)
-        trainer.model.load_state_dict(state["model"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng_torch"])
-        trainer.step = int(state["step"])
-        trainer.elapsed = float(state["elapsed"])
-        trainer.metrics = [row for row in read_metrics(run_dir) if row["step"] <= trainer.step]
-        trainer._resumed = True
-        trainer.saved_step = trainer.step
+        if steps is not None and steps < state["step"]:
+            raise RunDirectoryError(
+                f"the run in {run_dir} is already at step {state['step']}, past the {steps} steps asked for; "
+                f"nothing was changed (ask for more than {state['step']} steps to train further)"
+            )
+        if bank_cache is not None:
+            config = config.replace(bank_cache=str(bank_cache))
+        elif config.bank_cache is not None and not is_inside(run_dir, config.bank_cache):
+            raise RunDirectoryError(
+                f"{run_dir / CONFIG_FILE} names the bank cache {config.bank_cache}, outside the run directory, "
+                "and a resume writes only inside its run: pass the cache directory again (--bank-cache DIR) "
+                "to use it"
+            )
+        trainer = cls(config if steps is None else config.replace(steps=steps), run_dir, progress=progress)
+        trainer._restore(state)
         return trainer
 
+    def _restore(self, state: dict[str, Any]) -> None:
+        path = self.run_dir / CHECKPOINT_FILE
+        try:
+            validate("checkpoint", state, source=path, parts=("optimizer", "rng_torch"))
+        except FormatError as error:
+            raise RunDirectoryError(f"{error}; it cannot be resumed (it can still be evaluated)") from None
+        _load_weights(self.model, state["model"], path)
+        try:
+            torch.Generator().set_state(state["rng_torch"])  # checks the state without touching the global RNG
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise RunDirectoryError(
+                f"checkpoint {path} holds a malformed optimiser or RNG state ({reason}); it cannot be resumed"
+            ) from None
+        torch.set_rng_state(state["rng_torch"])
+        self.step = state["step"]
+        self.elapsed = float(state.get("elapsed", 0.0))
+        if state.get("metrics") is not None:  # the checkpoint is the authority (a kill may have left the CSV behind)
+            self._metrics_table = state["metrics"]
+            self.metrics = metrics_rows(self._metrics_table)
+            self._tabled = len(self.metrics)
+        else:  # a checkpoint from before checkpoints carried metrics
+            self.metrics = [row for row in read_metrics(self.run_dir) if row["step"] <= self.step]
+        self._resumed = True
+        self.saved_step = self.step
+
     def sample_batch(self, step: int) -> envs.TrialBatch:
-        """Step ``step``'s training trials (sampled here, reusing the current bank)."""
-        unit = data_unit(self.config, step)
-        if self._unit_id != unit:
-            self._unit, self._unit_id = sample_unit(self.env, self.config, unit), unit
-        return batch_of_step(self.config, self._unit, step)
+        """Step ``step``'s training trials (sampled here, reusing the current chunk)."""
+        chunk = data_chunk(self.config, step)
+        if self._chunk_id != chunk:
+            self._chunk, self._chunk_id = sample_chunk(self.env, self.config, chunk), chunk
+        return batch_of_step(self.config, self._chunk, step)
 
     def _batches(self):
         """The training batches from the current step on.
 
-        With ``data_workers`` > 0 a torch DataLoader samples the coming data
-        units (steps or trial banks) in parallel with training; every batch is
-        a pure function of (seed, step), so results do not depend on it.
+        With ``data_workers`` > 0 a torch DataLoader samples the coming chunks
+        in parallel with training; every batch is a pure function of
+        (seed, step), so results do not depend on it. Workers are set up by
+        :func:`_start_worker`; an error in one is re-raised here as itself.
         """
         config = self.config
         if config.data_workers == 0:
             for step in range(self.step, config.steps):
                 yield self.sample_batch(step)
             return
-        first, last = data_unit(config, self.step), data_unit(config, config.steps - 1)
+        lock = self.run_dir / LOCK_FILE
+        lock_file = (os.stat(lock).st_dev, os.stat(lock).st_ino) if lock.exists() else None
+        first, last = data_chunk(config, self.step), data_chunk(config, config.steps - 1)
         loader = torch.utils.data.DataLoader(
-            _Units(config), batch_size=None, sampler=range(first, last + 1),
+            _Chunks(config), batch_size=None, sampler=range(first, last + 1),
             num_workers=config.data_workers, collate_fn=_as_is, prefetch_factor=2,
+            worker_init_fn=functools.partial(_start_worker, trainer_pid=os.getpid(), lock_file=lock_file),
             generator=torch.Generator().manual_seed(0),  # keep the global RNG (recurrent noise) untouched
         )
-        units = iter(loader)
-        unit_id, unit = None, None
-        for step in range(self.step, config.steps):
-            while unit_id != data_unit(config, step):
-                unit, unit_id = next(units), (first if unit_id is None else unit_id + 1)
-            yield batch_of_step(config, unit, step)
+        chunks = iter(loader)
+        chunk_id, chunk = None, None
+        try:
+            for step in range(self.step, config.steps):
+                while chunk_id != data_chunk(config, step):
+                    chunk, chunk_id = next(chunks), (first if chunk_id is None else chunk_id + 1)
+                    if isinstance(chunk, _WorkerFailure):
+                        raise chunk.error
+                yield batch_of_step(config, chunk, step)
+        finally:
+            del chunks  # shuts the workers down now, even while a traceback keeps this frame
 
     def evaluate(self) -> float:
         """Decision accuracy on the held-out evaluation trials (noiseless model); per task in ``eval_by_task``."""
@@ -389,19 +610,43 @@ class Trainer:
         return decision_accuracy(outputs.numpy(), self._eval_batch)
 
     def fit(self) -> Trainer:
-        """Train until ``config.steps`` (or the accuracy criterion); returns ``self``."""
-        config = self.config
+        """Train until ``config.steps`` (or the accuracy criterion); returns ``self``.
+
+        Ctrl-C or SIGTERM finishes the current step, writes a checkpoint and
+        raises :class:`TrainingInterrupted`; a second one stops at once,
+        keeping the last checkpoint (``saved_step``). A new run that fails or
+        is stopped before its first checkpoint leaves nothing behind: no
+        config.json, metrics.csv or lock file, and no directory it created.
+        """
         if not self._resumed and (self.run_dir / CHECKPOINT_FILE).exists():
             raise RunDirectoryError(
                 f"{self.run_dir} already holds a run; resume it (--resume) or choose another output directory"
             )
+        created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.run_dir):
-            return self._fit_locked()
+        try:
+            with exclusive(self.run_dir):
+                try:
+                    return self._fit_locked()
+                except BaseException:
+                    if self.saved_step is None:
+                        for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):  # the lock file last, while held
+                            (self.run_dir / name).unlink(missing_ok=True)
+                    raise
+        finally:
+            if created and self.saved_step is None:
+                with contextlib.suppress(OSError):
+                    self.run_dir.rmdir()  # only if empty: never what another process put there
 
     def _fit_locked(self) -> Trainer:
         config = self.config
-        write_config(self.run_dir, config)
+        remove_temporaries(self.run_dir)
+        if not self._resumed:
+            write_config(self.run_dir, config)
+        else:
+            if read_config(self.run_dir) != config:  # e.g. a new number of steps
+                write_config(self.run_dir, config, created=read_config_record(self.run_dir).get("created"))
+            sync_metrics(self.run_dir, self.metrics)  # the checkpoint's rows: none lost, none from after it
         self.model.train()
         bar = tqdm(
             total=config.steps, initial=self.step, desc="training", unit="step",
@@ -409,31 +654,35 @@ class Trainer:
             mininterval=0.2 if sys.stderr.isatty() else 10.0,  # a log file gets a line per 10 s
         )
         started = time.perf_counter() - self.elapsed
-        with _deferred_interrupt() as interrupt:
+        with _deferred_interrupt() as interrupt, contextlib.closing(self._batches()) as batches:
+            self._interrupt = interrupt
             try:
-                self._loop(bar, started, interrupt)
+                self._loop(batches, bar, started, interrupt)
+                if self.saved_step != self.step:
+                    self.save()
+                if interrupt.requested is not None:  # arrived after the last step
+                    raise TrainingInterrupted(interrupt.requested)
             except TrainingDiverged:
-                write_metrics(self.run_dir, self.metrics)
+                write_metrics(self.run_dir, self.metrics)  # the rows up to the failing step, for diagnosis
                 raise
             except KeyboardInterrupt:
-                if not self._in_update:  # the state is consistent between updates
+                # Between steps the state is consistent: keep it (a step-0 state of a new run is not worth a run).
+                if not self._in_step and self.step > 0 and self.saved_step != self.step:
                     self.save()
                 raise
             finally:
+                self._interrupt = None
                 bar.close()
-        self.save()
         return self
 
-    def _loop(self, bar, started: float, interrupt) -> None:
+    def _loop(self, batches, bar, started: float, interrupt: _deferred_interrupt) -> None:
         config = self.config
-        batches = self._batches()
         while self.step < config.steps and not self.stopped_early:
             batch = next(batches)
             lr = learning_rate(config, self.step)
-            self._in_update = True
+            self._in_step = True  # until the step's metrics row is in: an abrupt stop here saves nothing
             loss, accuracy = self._update(batch, lr)
             self.step += 1
-            self._in_update = False
             self.elapsed = time.perf_counter() - started
             row = {"step": self.step, "loss": loss, "accuracy": accuracy, "eval_accuracy": "",
                    "lr": lr, "wall_time": round(self.elapsed, 3)}
@@ -442,12 +691,13 @@ class Trainer:
                 if config.target_accuracy > 0 and row["eval_accuracy"] >= config.target_accuracy:
                     self.stopped_early = True
             self.metrics.append(row)
+            self._in_step = False
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.2f}", refresh=False)
             if self.step % config.checkpoint_every == 0:
                 self.save()
-            if interrupt.requested:
-                raise KeyboardInterrupt
+            if interrupt.requested is not None:
+                raise TrainingInterrupted(interrupt.requested)
 
     def _update(self, batch: envs.TrialBatch, lr: float) -> tuple[float, float]:
         inputs = torch.from_numpy(batch.inputs)
@@ -488,17 +738,27 @@ class Trainer:
         )
 
     def save(self) -> None:
-        """Write checkpoint.pt and metrics.csv for the current step (atomically)."""
+        """Write checkpoint.pt (with every metrics row), then its copy metrics.csv, each atomically.
+
+        A second interrupt during the writes waits until they are done, so
+        ``saved_step`` always names the checkpoint on disk.
+        """
+        if self._tabled < len(self.metrics):
+            self._metrics_table = torch.cat([self._metrics_table, metrics_tensor(self.metrics[self._tabled:])])
+            self._tabled = len(self.metrics)
         state = {
+            "format_version": FORMAT_VERSION,
             "step": self.step,
             "elapsed": self.elapsed,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "rng_torch": torch.get_rng_state(),
+            "metrics": self._metrics_table,
         }
-        save_checkpoint(self.run_dir, state)
-        write_metrics(self.run_dir, self.metrics)
-        self.saved_step = self.step
+        with self._interrupt.shielded() if self._interrupt is not None else contextlib.nullcontext():
+            save_checkpoint(self.run_dir, state)
+            self.saved_step = self.step
+            write_metrics(self.run_dir, self.metrics)
 
     @property
     def final_accuracy(self) -> float | None:

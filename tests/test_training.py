@@ -10,7 +10,14 @@ import torch
 
 from neuroalrnn.config import TrainConfig
 from neuroalrnn.fast import alrnn_forward_fast
-from neuroalrnn.rundir import CHECKPOINT_FILE, RunDirectoryError, load_checkpoint, read_metrics
+from neuroalrnn.rundir import (
+    CHECKPOINT_FILE,
+    RunDirectoryError,
+    exclusive,
+    load_checkpoint,
+    metrics_rows,
+    read_metrics,
+)
 from neuroalrnn.training import (
     Trainer,
     TrainingDiverged,
@@ -122,11 +129,14 @@ def test_run_directory_contents(tmp_path, tiny_config):
     record = json.loads((tmp_path / "run" / "config.json").read_text())
     assert TrainConfig.from_dict(record["config"]) == tiny_config
     assert {"torch", "numpy", "neurogym", "gymnasium", "python"} <= set(record["versions"])
+    assert record["format_version"] == 1
     state = torch.load(tmp_path / "run" / CHECKPOINT_FILE, weights_only=True)
     assert state["step"] == tiny_config.steps
-    assert {"model", "optimizer", "rng_torch"} <= set(state)
+    assert {"model", "optimizer", "rng_torch", "metrics"} <= set(state)
     rows = read_metrics(tmp_path / "run")
     assert [row["step"] for row in rows] == list(range(1, tiny_config.steps + 1))
+    assert metrics_rows(state["metrics"]) == rows  # the checkpoint carries every row, exactly
+    assert (tmp_path / "run" / "metrics.csv").read_text().count("\n") == tiny_config.steps + 1
     evaluated = [row["step"] for row in rows if row["eval_accuracy"] != ""]
     assert evaluated == [4, 8, 12]
     assert not list((tmp_path / "run").glob(".*tmp")), "temporary files left behind"
@@ -212,13 +222,11 @@ def test_ctrl_c_during_an_update_finishes_the_step_and_saves(tmp_path, tiny_conf
 
 
 def test_two_trainers_cannot_share_a_run_directory(tmp_path, tiny_config):
-    import fcntl
-
-    (tmp_path / "run").mkdir()
-    with (tmp_path / "run" / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    Trainer(tiny_config.replace(steps=4), tmp_path / "run", progress=False).fit()
+    with exclusive(tmp_path / "run"):  # as another trainer holds it
         with pytest.raises(RunDirectoryError, match="another process is training"):
-            Trainer(tiny_config, tmp_path / "run", progress=False).fit()
+            Trainer.resume(tmp_path / "run", progress=False).fit()
+    assert load_checkpoint(tmp_path / "run")["step"] == 4
 
 
 def test_fast_and_plain_steps_train_the_same_network(tmp_path, tiny_config):
