@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from .analyses import figures as figs
 from .analyses.pipeline import analyze, default_condition
@@ -93,7 +94,7 @@ def analyze_run(
     return paths
 
 
-def _epoch_table_to_draw(analysis) -> "xr.DataArray":
+def _epoch_table_to_draw(analysis) -> xr.DataArray:
     """The regime × epoch counts to draw: per task, or for several tasks all of them pooled by canonical epoch."""
     from .analyses.pipeline import POOLED_TASK
     from .envs.epochs import CANONICAL_EPOCHS

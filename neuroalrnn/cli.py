@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -296,19 +297,20 @@ def _train(args) -> int:
     if (args.out is None) == (args.resume is None):
         raise ValueError("give exactly one of --out DIR (a new run) or --resume DIR")
     if args.resume is not None:
-        fixed = [name for name in given if name != "steps"]
+        fixed = [name for name in given if name not in ("steps", "bank_cache")]
         if fixed:
-            raise ValueError(f"--resume continues the run with the settings of its config.json; only --steps may "
-                             f"change, but {', '.join(map(_flag, fixed))} was given")
-        trainer = Trainer.resume(args.resume, steps=given.get("steps"), progress=not args.no_progress)
+            raise ValueError(f"--resume continues the run with the settings of its config.json; only --steps and "
+                             f"--bank-cache may change, but {', '.join(map(_flag, fixed))} was given")
+        trainer = Trainer.resume(args.resume, steps=given.get("steps"), bank_cache=given.get("bank_cache"),
+                                 progress=not args.no_progress)
     else:
         trainer = Trainer(_train_config(given), args.out, progress=not args.no_progress)
     try:
         trainer.fit()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} train --resume "
               f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
-        return 130
+        return 128 + getattr(stop, "signal_number", signal.SIGINT)
     how = "reached the accuracy criterion" if trainer.stopped_early else "finished"
     print(f"{how} at step {trainer.step} in {trainer.elapsed:.1f} s; "
           f"held-out decision accuracy {trainer.final_accuracy:.3f} ({trainer.config.eval_trials} trials)")

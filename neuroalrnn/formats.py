@@ -1116,7 +1116,7 @@ def recording_variable(dataset: xr.Dataset, variable: str | None = None) -> str:
     candidates = [str(name) for name in dataset.data_vars if name != "mask"]
     if not candidates:
         raise FormatError("missing variable 'rates' (trial, time, neuron) number: the responses (any name), "
-                          f"and the recordings have no data variable besides mask")
+                          "and the recordings have no data variable besides mask")
     if variable is not None:
         if variable not in dataset.data_vars:
             raise FormatError(f"variable={variable!r} is not in the recordings; its data variables are {candidates}")

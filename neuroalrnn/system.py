@@ -1,15 +1,25 @@
-"""Small facts about the running system and values, shared by every layer: usable cores, JSON-safe values."""
+"""Small facts about the running system and values, shared by every layer: usable cores, JSON-safe values,
+worker processes that end with their parent."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-__all__ = ["available_cores", "jsonable"]
+__all__ = ["available_cores", "die_with_parent", "jsonable"]
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_INTERVAL = 0.5  # seconds between the watchdog's looks at the parent process
 
 
 def available_cores() -> int:
@@ -33,3 +43,35 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return str(value)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end as soon as process ``parent_pid`` ends, however it ends.
+
+    On Linux the kernel kills this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a daemon watchdog thread
+    exits it once its parent process has changed. If the parent is already
+    gone when this is called, the process exits at once. Exits use
+    ``os._exit``: nothing is cleaned up, because a queue's feeder thread could
+    otherwise block the exit forever and the parent is no longer there.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    try:
+        os.kill(parent_pid, 0)  # the parent may have died before the death signal was armed
+    except ProcessLookupError:
+        os._exit(1)
+    except PermissionError:
+        pass
+    parent = os.getppid()
+    if parent != parent_pid and parent == 1:
+        os._exit(1)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), name="neuroalrnn-parent-watchdog",
+                     daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(_WATCH_INTERVAL)
+    os._exit(1)

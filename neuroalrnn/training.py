@@ -18,7 +18,6 @@ machinery and are tested with it; the chunk sampling (``data_chunk`` to
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import math
 import os
@@ -40,6 +39,7 @@ from .config import TrainConfig
 from .fast import alrnn_forward_fast
 from .formats import FORMAT_VERSION, FormatError, validate
 from .models import ALRNN, build_model
+from .system import die_with_parent
 from .rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -365,25 +365,9 @@ def _start_worker(worker_id: int, *, trainer_pid: int, lock_file: tuple[int, int
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    try:
-        os.kill(trainer_pid, 0)  # the trainer may have died before the death signal was armed
-    except ProcessLookupError:
-        os._exit(1)
-    except PermissionError:
-        pass
-    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True, name="parent-watchdog").start()
+    die_with_parent(trainer_pid)
     if lock_file is not None:
         _close_descriptors_of(lock_file)
-
-
-def _exit_when_orphaned(parent: int, interval: float = 0.5) -> None:
-    while os.getppid() == parent:
-        time.sleep(interval)
-    os._exit(1)  # not sys.exit: a queue's feeder thread could block the exit forever
 
 
 def _close_descriptors_of(identity: tuple[int, int]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -207,8 +206,19 @@ def test_resume_refuses_settings_other_than_steps(tmp_path, capsys):
     assert main(["train", "--out", str(run), *SMALL]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "9", "--units", "12", "--lr", "0.1"]) == 1
-    assert "only --steps may change, but --units, --lr was given" in _error_line(capsys)
+    assert "only --steps and --bank-cache may change, but --units, --lr was given" in _error_line(capsys)
     assert load_checkpoint(run)["step"] == 6
+
+
+def test_resume_with_a_bank_cache_outside_the_run_needs_it_given_again(tmp_path, capsys):
+    run, cache = tmp_path / "run", tmp_path / "cache"
+    assert main(["train", "--out", str(run), *SMALL, "--bank-cache", str(cache)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "9"]) == 1
+    assert "outside the run directory" in _error_line(capsys)
+    assert load_checkpoint(run)["step"] == 6
+    assert main(["train", "--resume", str(run), "--steps", "9", "--bank-cache", str(cache)]) == 0
+    assert load_checkpoint(run)["step"] == 9
 
 
 def test_nonlinear_with_a_baseline_is_refused(capsys):

@@ -20,13 +20,10 @@ exits), waits up to ``stop_grace`` seconds, then kills those left.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,34 +31,13 @@ from typing import Any
 
 import torch
 
-from ..system import available_cores
+from ..system import available_cores, die_with_parent
 
 __all__ = ["BACKENDS", "import_ray", "run_local", "run_ray"]
 
 BACKENDS = ("local", "ray")
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-_WATCH_INTERVAL = 0.5  # seconds between the watchdog's looks at the parent process
 
 Finished = Callable[[Any, Any], None]
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this process end when process ``parent_pid`` (its parent) ends."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before the line above took effect
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name="neuroalrnn-parent-watchdog",
-                     daemon=True).start()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit at once (no clean-up: the parent is gone) when this process is orphaned."""
-    while os.getppid() == parent_pid:
-        time.sleep(_WATCH_INTERVAL)
-    os._exit(1)
 
 
 def _start_worker(parent_pid: int) -> None:
@@ -72,7 +48,7 @@ def _start_worker(parent_pid: int) -> None:
     """
     torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
 
 
 def _run_in_worker(run_job: Callable[[Any], Any], job: Any) -> Any:

@@ -203,7 +203,8 @@ def _train(config, run_dir: Path) -> float:
 
     if (run_dir / CHECKPOINT_FILE).is_file():
         if not _training_done(read_config(run_dir), run_dir):
-            Trainer.resume(run_dir, progress=False).fit()
+            # the experiment file names the bank cache, so a cache outside the run is the user's choice
+            Trainer.resume(run_dir, progress=False, bank_cache=config.bank_cache).fit()
     else:
         Trainer(config, run_dir, progress=False).fit()
     return float(load_checkpoint(run_dir)["elapsed"])
