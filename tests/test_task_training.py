@@ -22,7 +22,7 @@ def test_one_network_learns_four_yang19_tasks(tmp_path):
 
 @pytest.mark.parametrize(
     ("task", "n_nonlinear", "steps", "criterion"),
-    [("adding", 4, 3000, 0.8), ("copy-memory", 4, 3000, 0.9), ("flipflop", 16, 3000, 0.9),
+    [("adding", 16, 3000, 0.8), ("copy-memory", 4, 3000, 0.9), ("flipflop", 16, 3000, 0.9),
      ("sequential-digits", 4, 3000, 0.88)],
 )
 def test_classic_benchmark_trains_to_criterion(tmp_path, task, n_nonlinear, steps, criterion):
