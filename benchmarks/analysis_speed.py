@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from neuroalrnn.analyses import analyze
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.models import PARAMETER_NAMES, ALRNNParams
-from neuroalrnn.simulate import read_trials, simulate, write_trials
+from neuroalrnn.evaluation.simulate import read_trials, simulate, write_trials
 from neuroalrnn.system import available_cores
 from neuroalrnn.training import Trainer, load_model
 

@@ -15,7 +15,7 @@ import tempfile
 
 import torch
 
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.training import Trainer
 
 

@@ -2,7 +2,7 @@
 
 For checking ``neuroalrnn compare`` / :func:`neuroalrnn.analyses.compare.compare`
 against a known answer. The run's model is simulated on fresh trials of its
-task (``neuroalrnn.simulate.simulate``), and each of ``--neurons`` neurons n
+task (``neuroalrnn.evaluation.simulate.simulate``), and each of ``--neurons`` neurons n
 gets a firing rate (spikes/s) from the latents z_t (standardised per unit over
 valid steps, ẑ):
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from neuroalrnn.formats import FORMAT_VERSION, validate
     from neuroalrnn.storage import write_netcdf
-    from neuroalrnn.simulate import simulate
+    from neuroalrnn.evaluation.simulate import simulate
     from neuroalrnn.training import load_model
 
     started = time.perf_counter()

@@ -1,7 +1,12 @@
 """neuroalrnn: train almost-linear RNNs on cognitive tasks and find where nonlinearity is needed.
 
-Layers: ``neuroalrnn.envs`` (tasks and trial arrays), ``neuroalrnn`` (models,
-training, run directories, simulation, CLI) and ``neuroalrnn.analyses``.
+Layers, each importing only those before it: ``neuroalrnn.envs`` (tasks and
+trial arrays), ``neuroalrnn.models`` (AL-RNN and baselines),
+``neuroalrnn.training`` (configs, Trainer, run directories),
+``neuroalrnn.evaluation`` (simulation and scores), ``neuroalrnn.analyses``
+(regimes, dynamics, sharing, comparison; uses models, never training) and
+``neuroalrnn.workflows`` (CLI, analysis runs, sweeps, bench). ``formats``,
+``storage`` and ``system`` serve every layer.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -243,8 +243,8 @@ TRIALS = FileFormat(
         "bytes. " + _TRIAL_CONDITIONS + " Provenance attributes record how the trials were simulated, so "
         "a reader can tell whether stored trials are the ones it needs (see `check_trials_match`)."
     ),
-    written_by="neuroalrnn.simulate.simulate / trials_dataset + write_trials (`neuroalrnn evaluate`, sweeps)",
-    read_by="neuroalrnn.simulate.read_trials (`neuroalrnn analyze`, `compare`)",
+    written_by="neuroalrnn.evaluation.simulate.simulate / trials_dataset + write_trials (`neuroalrnn evaluate`, sweeps)",
+    read_by="neuroalrnn.evaluation.simulate.read_trials (`neuroalrnn analyze`, `compare`)",
     dims={
         "trial": "one trial (episode)",
         "time": "time step from the start of each trial",
@@ -312,7 +312,7 @@ ANALYSIS = FileFormat(
         "P > 62 (then no dynamics are computed). The trials' attributes are copied, so the file keeps their "
         "provenance; the definitions of every quantity are in the docstrings of `neuroalrnn.analyses`."
     ),
-    written_by="neuroalrnn.analyses.pipeline.analyze, written by neuroalrnn.analyze.analyze_run",
+    written_by="neuroalrnn.analyses.pipeline.analyze, written by neuroalrnn.workflows.run_analysis.analyze_run",
     read_by="neuroalrnn.analyses.report, figures; users",
     dims={
         "regime": "a visited regime (label: code)",
@@ -440,8 +440,8 @@ SHARING = FileFormat(
         "networks without regimes, whose summary numbers are then NaN. Definitions: "
         "`neuroalrnn.analyses.sharing.sharing_analysis`."
     ),
-    written_by="neuroalrnn.analyses.sharing.sharing_analysis, written by neuroalrnn.analyze.analyze_run",
-    read_by="neuroalrnn.analyze.compare_runs_sharing (`neuroalrnn sharing`)",
+    written_by="neuroalrnn.analyses.sharing.sharing_analysis, written by neuroalrnn.workflows.run_analysis.analyze_run",
+    read_by="neuroalrnn.workflows.run_analysis.compare_runs_sharing (`neuroalrnn sharing`)",
     dims={
         "task": "task",
         "task_other": "the same tasks, for pairs",
@@ -584,8 +584,8 @@ RESULTS = FileFormat(
         "below. Numbers are NaN where absent; `status` is \"\" for a combination that is no grid point. Extra "
         "metrics of the experiment are further variables over the grid dims."
     ),
-    written_by="neuroalrnn.sweeps.results.results_dataset (`neuroalrnn sweep`)",
-    read_by="neuroalrnn.sweeps.results.read_results, neuroalrnn.sweeps.plots.plot_sweep",
+    written_by="neuroalrnn.workflows.sweeps.results.results_dataset (`neuroalrnn sweep`)",
+    read_by="neuroalrnn.workflows.sweeps.results.read_results, neuroalrnn.workflows.sweeps.plots.plot_sweep",
     dims={ANY_LEADING: "the grid axes (e.g. model, P, seed)",
           "task": "task of the trials of a multi-task run (a grid axis when the grid varies `task`)",
           "subtask": "task of the trials when the grid has a `task` axis"},
@@ -688,11 +688,11 @@ CONFIG = FileFormat(
     storage="json",
     intro=(
         "Everything needed to rebuild a training run: the `TrainConfig` fields (see "
-        "`neuroalrnn.config.TrainConfig`) under `config`, with the versions of everything the result depends "
+        "`neuroalrnn.training.config.TrainConfig`) under `config`, with the versions of everything the result depends "
         "on. Paths stored in it (`bank_cache`) are relative to the run directory when they lie inside it."
     ),
-    written_by="neuroalrnn.rundir.write_config (`neuroalrnn train`)",
-    read_by="neuroalrnn.rundir.read_config",
+    written_by="neuroalrnn.training.rundir.write_config (`neuroalrnn train`)",
+    read_by="neuroalrnn.training.rundir.read_config",
     fields=(
         Field("config", "mapping", "TrainConfig fields (task, task_kwargs, model, n_units, n_nonlinear, ...)"),
         Field("config.task", "string", "task name"),
@@ -711,8 +711,8 @@ CHECKPOINT = FileFormat(
         "The state of a run at a training step, saved with `torch.save` (atomically) and loaded with "
         "`torch.load(..., weights_only=True)`: a mapping of plain tensors and numbers, no pickled objects."
     ),
-    written_by="neuroalrnn.rundir.save_checkpoint (Trainer.save)",
-    read_by="neuroalrnn.rundir.load_checkpoint (training.load_model, Trainer.resume, sweeps)",
+    written_by="neuroalrnn.training.rundir.save_checkpoint (Trainer.save)",
+    read_by="neuroalrnn.training.rundir.load_checkpoint (training.load_model, Trainer.resume, sweeps)",
     fields=(
         Field("step", "integer", "training steps done"),
         Field("elapsed", "number", "training seconds so far"),
@@ -768,8 +768,8 @@ METRICS = FileFormat(
         "One row per training step (comma-separated, with a header). `eval_accuracy` is empty except at "
         "evaluation steps. A CSV file has no room for `format_version`: it follows its run's `config.json`."
     ),
-    written_by="neuroalrnn.rundir.write_metrics (Trainer.save)",
-    read_by="neuroalrnn.rundir.read_metrics",
+    written_by="neuroalrnn.training.rundir.write_metrics (Trainer.save)",
+    read_by="neuroalrnn.training.rundir.read_metrics",
     fields=(
         Field("step", "integer", "training step (integer, from 1)"),
         Field("loss", "number", "training loss"),
@@ -791,8 +791,8 @@ RESULT = FileFormat(
         "The outcome of one sweep point, written last and atomically in its run directory: a run with a "
         "result.json is done. Numbers that are not finite are written as null."
     ),
-    written_by="neuroalrnn.sweeps.runner.run_point via neuroalrnn.sweeps.results.write_result",
-    read_by="neuroalrnn.sweeps.results.read_result (the runner, collect_results)",
+    written_by="neuroalrnn.workflows.sweeps.runner.run_point via neuroalrnn.workflows.sweeps.results.write_result",
+    read_by="neuroalrnn.workflows.sweeps.results.read_result (the runner, collect_results)",
     fields=(
         Field("run", "string", "run name"),
         Field("coords", "mapping", "the point's grid coordinates"),
@@ -1136,7 +1136,7 @@ def read(kind: str, path: str | os.PathLike, **options: Any) -> Any:
     ``options`` go to :func:`validate` (``parts``, ``variable``). Raises
     ``FileNotFoundError`` when ``path`` is no file and :class:`FormatError`
     when it cannot be parsed or does not follow its format. (``checkpoint.pt``
-    and ``metrics.csv`` are read by :mod:`neuroalrnn.rundir`, which validates
+    and ``metrics.csv`` are read by :mod:`neuroalrnn.training.rundir`, which validates
     what it loads.)
     """
     declaration = _declaration(kind)
@@ -1156,7 +1156,7 @@ def read(kind: str, path: str | os.PathLike, **options: Any) -> Any:
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise FormatError(f"{path} is not valid JSON ({error})") from None
     else:
-        raise ValueError(f"read() reads NetCDF and JSON files; read {declaration.filename} with neuroalrnn.rundir")
+        raise ValueError(f"read() reads NetCDF and JSON files; read {declaration.filename} with neuroalrnn.training.rundir")
     return validate(kind, data, source=path, **options)
 
 

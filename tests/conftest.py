@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.training.config import TrainConfig
 
 
 @pytest.fixture(autouse=True)

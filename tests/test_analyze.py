@@ -13,9 +13,9 @@ from neuroalrnn import ALRNN
 from neuroalrnn.models import ALRNNParams
 from neuroalrnn.analyses.pipeline import analyze, typical_inputs
 from neuroalrnn.analyses.regimes import regime_statistics
-from neuroalrnn.cli import main
-from neuroalrnn.config import TrainConfig
-from neuroalrnn.simulate import simulate
+from neuroalrnn.workflows.cli import main
+from neuroalrnn.training.config import TrainConfig
+from neuroalrnn.evaluation.simulate import simulate
 from neuroalrnn.training import Trainer
 
 
@@ -208,7 +208,7 @@ def test_pipeline_finds_a_known_two_cycle():
          "mask": (("trial", "time"), np.ones((1, 12), bool))},
         coords={"epoch": (("trial", "time"), np.array([["hold"] * 12]))},
     )
-    from neuroalrnn.analyze import model_step
+    from neuroalrnn.workflows.run_analysis import model_step
 
     result = analyze(trials, params, condition=None, step=model_step(model))
     assert result.sizes["cycle"] == 1
@@ -238,7 +238,7 @@ def test_multi_task_runs_get_a_pooled_canonical_epoch_table():
     from neuroalrnn.analyses import analyze
     from neuroalrnn.analyses.report import render_report
     from neuroalrnn.models import build_model
-    from neuroalrnn.simulate import simulate
+    from neuroalrnn.evaluation.simulate import simulate
 
     torch.manual_seed(0)
     env = envs.make("yang19", tasks=["dm1", "dms"])
@@ -313,7 +313,7 @@ def test_analyze_does_not_analyse_noisy_or_fewer_trials_than_asked(tmp_path, cap
 
 @pytest.mark.parametrize("failing", ["render_report", "latent_trajectories"])
 def test_an_analysis_that_fails_writes_nothing(tmp_path, capsys, monkeypatch, failing):
-    from neuroalrnn import analyze as analyze_module
+    from neuroalrnn.workflows import run_analysis
 
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--steps", "4", "--eval-every", "4", *TINY]) == 0
@@ -323,7 +323,7 @@ def test_an_analysis_that_fails_writes_nothing(tmp_path, capsys, monkeypatch, fa
     def fail(*args, **kwargs):
         raise ValueError(f"{failing} failed")
 
-    monkeypatch.setattr(analyze_module.figs if failing == "latent_trajectories" else analyze_module, failing, fail)
+    monkeypatch.setattr(run_analysis.figs if failing == "latent_trajectories" else run_analysis, failing, fail)
     capsys.readouterr()
     assert main(["analyze", str(run)]) == 1
     assert f"{failing} failed" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from neuroalrnn import bench
+from neuroalrnn.workflows import bench
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import pytest
 import torch
 import xarray as xr
 
-from neuroalrnn import config as config_module
-from neuroalrnn.cli import build_parser, main
-from neuroalrnn.config import CONSTRAINTS, TrainConfig
+from neuroalrnn.training import config as config_module
+from neuroalrnn.workflows.cli import build_parser, main
+from neuroalrnn.training.config import CONSTRAINTS, TrainConfig
 from neuroalrnn.evaluation import DEFAULT_TEST_TRIALS
-from neuroalrnn.rundir import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, read_config
-from neuroalrnn.simulate import read_trials
+from neuroalrnn.training.rundir import CHECKPOINT_FILE, CONFIG_FILE, load_checkpoint, read_config
+from neuroalrnn.evaluation.simulate import read_trials
 
 SMALL = ["--units", "10", "--nonlinear", "2", "--steps", "6", "--batch-size", "4",
          "--eval-every", "3", "--eval-trials", "10", "--checkpoint-every", "3", "--no-progress"]
@@ -296,7 +296,7 @@ def test_recordings_with_two_variables_and_no_choice_is_one_line(small_run, tmp_
 
 
 def test_an_unexpected_error_is_one_line_and_traceback_shows_it(monkeypatch, capsys):
-    from neuroalrnn import cli
+    from neuroalrnn.workflows import cli
 
     def broken(_args):
         raise KeyError("surprise")

@@ -25,7 +25,7 @@ from neuroalrnn.analyses.compare import (
     validate_recordings,
 )
 from neuroalrnn.models import ALRNN, ALRNNParams
-from neuroalrnn.simulate import simulate
+from neuroalrnn.evaluation.simulate import simulate
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
 STRUCTURED = ["stimulus", "delay", "decision", "all"]  # epochs in which conditions differ

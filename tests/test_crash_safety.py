@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn.config import TrainConfig
-from neuroalrnn.rundir import (
+from neuroalrnn.training.config import TrainConfig
+from neuroalrnn.training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
@@ -173,7 +173,7 @@ def _recover(run_dir: Path, config: TrainConfig = CONFIG) -> Trainer:
 
 _SCRIPT = textwrap.dedent("""
     import sys
-    from neuroalrnn.config import TrainConfig
+    from neuroalrnn.training.config import TrainConfig
     from neuroalrnn.training import Trainer, TrainingInterrupted
     import torch
     torch.set_num_threads(1)
@@ -252,8 +252,8 @@ def test_a_killed_trainer_leaves_no_worker_and_no_lock(tmp_path):
 def test_a_worker_closes_its_copies_of_the_lock_and_the_trainer_keeps_it(tmp_path):
     """Whatever the lock library does at fork, a worker keeps no descriptor of the lock file, and closing them
     does not release the trainer's lock."""
-    from neuroalrnn.rundir import exclusive
-    from neuroalrnn.training import _close_descriptors_of
+    from neuroalrnn.training.rundir import exclusive
+    from neuroalrnn.training.data import _close_descriptors_of
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
@@ -293,10 +293,10 @@ def test_sigterm_stops_like_ctrl_c_with_a_checkpoint(tmp_path):
 
 def test_a_second_interrupt_while_saving_keeps_the_step_right(tmp_path, monkeypatch):
     """Ctrl-C, then Ctrl-C again while the checkpoint is being written: the saved step is the one on disk."""
-    import neuroalrnn.training as training
+    from neuroalrnn.training import trainer as trainer_module
 
     trainer = Trainer(CONFIG, tmp_path / "run", progress=False)
-    original_update, original_write = trainer._update, training.write_metrics
+    original_update, original_write = trainer._update, trainer_module.write_metrics
 
     def update_then_ctrl_c(batch, lr):
         result = original_update(batch, lr)
@@ -310,7 +310,7 @@ def test_a_second_interrupt_while_saving_keeps_the_step_right(tmp_path, monkeypa
         original_write(run_dir, rows)
 
     monkeypatch.setattr(trainer, "_update", update_then_ctrl_c)
-    monkeypatch.setattr(training, "write_metrics", ctrl_c_then_write)
+    monkeypatch.setattr(trainer_module, "write_metrics", ctrl_c_then_write)
     with pytest.raises(TrainingInterrupted):
         trainer.fit()
     assert trainer.saved_step == load_checkpoint(tmp_path / "run")["step"] == 5
@@ -419,9 +419,9 @@ def _fail_unpicklably(env, config, chunk):
     (_fail_unpicklably, RuntimeError, "_TwoArgumentError: no trials at bank 0"),
 ], ids=["picklable", "unpicklable"])
 def test_a_worker_error_arrives_as_itself_and_leaves_no_skeleton(tmp_path, monkeypatch, sampler, expected, message):
-    import neuroalrnn.training as training
+    from neuroalrnn.training import data
 
-    monkeypatch.setattr(training, "sample_chunk", sampler)  # the forked worker inherits it
+    monkeypatch.setattr(data, "sample_chunk", sampler)  # the forked worker inherits it
     run_dir = tmp_path / "run"
     with pytest.raises(expected) as error:
         Trainer(CONFIG.replace(data_workers=1), run_dir, progress=False).fit()

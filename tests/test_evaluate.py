@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn import envs, evaluation
-from neuroalrnn.config import TrainConfig
+from neuroalrnn import envs
+from neuroalrnn.evaluation import evaluate as evaluate_module
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.evaluation import (
     EVALUATION_FILE,
     SUMMARY_ATTRIBUTE,
@@ -20,8 +21,8 @@ from neuroalrnn.evaluation import (
     evaluate_run,
     read_evaluation,
 )
-from neuroalrnn.rundir import load_checkpoint, read_metrics
-from neuroalrnn.simulate import read_trials, write_trials
+from neuroalrnn.training.rundir import load_checkpoint, read_metrics
+from neuroalrnn.evaluation.simulate import read_trials, write_trials
 from neuroalrnn.training import TEST_SEED_OFFSET, Trainer, load_model, task_loss
 
 
@@ -76,17 +77,17 @@ def test_noise_and_seed_are_recorded(run):
 def test_evaluation_json_is_derived_from_trials_when_the_second_write_fails(run, monkeypatch):
     evaluate_run(run, 40)
     assert _json_summary(run)["n_trials"] == 40
-    real_write = evaluation.atomic_write
+    real_write = evaluate_module.atomic_write
 
     def killed_before_the_json(path, data):
         if path.name == EVALUATION_FILE:
             raise OSError("killed between the two writes")
         return real_write(path, data)
 
-    monkeypatch.setattr(evaluation, "atomic_write", killed_before_the_json)
+    monkeypatch.setattr(evaluate_module, "atomic_write", killed_before_the_json)
     with pytest.raises(OSError, match="between the two writes"):
         evaluate_run(run, 25)
-    monkeypatch.setattr(evaluation, "atomic_write", real_write)
+    monkeypatch.setattr(evaluate_module, "atomic_write", real_write)
     assert read_trials(run / TRIALS_FILE).sizes["trial"] == 25
     assert _json_summary(run)["n_trials"] == 40  # the torn state on disk
 
@@ -109,7 +110,7 @@ def test_a_failed_first_write_leaves_the_previous_evaluation(run, monkeypatch):
     def failing_write(dataset, path):
         raise OSError("killed while writing trials.nc")
 
-    monkeypatch.setattr(evaluation, "write_trials", failing_write)
+    monkeypatch.setattr(evaluate_module, "write_trials", failing_write)
     with pytest.raises(OSError, match="killed while writing"):
         evaluate_run(run, 25)
     assert read_trials(run / TRIALS_FILE).sizes["trial"] == 40
@@ -125,7 +126,7 @@ def test_a_failed_first_write_leaves_the_previous_evaluation(run, monkeypatch):
     ],
 )
 def test_current_trials_simulates_again_what_does_not_match(run, monkeypatch, stored, asked, expected):
-    monkeypatch.setattr(evaluation, "DEFAULT_TEST_TRIALS", 30)
+    monkeypatch.setattr(evaluate_module, "DEFAULT_TEST_TRIALS", 30)
     trials, _ = evaluate_run(run, stored["n_trials"], noise=stored.get("noise", False))
     if stored.get("version_0"):
         for name in ("format_version", "simulated_with_noise", "checkpoint_step", "n_trials", SUMMARY_ATTRIBUTE):

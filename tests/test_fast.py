@@ -13,8 +13,8 @@ import copy
 import pytest
 import torch
 
-from neuroalrnn import fast
-from neuroalrnn.fast import ALRNNFunction, alrnn_forward_fast
+from neuroalrnn.models import fast
+from neuroalrnn.models.fast import ALRNNFunction, alrnn_forward_fast
 from neuroalrnn.models import ALRNN
 from neuroalrnn.training import weighted_cross_entropy
 

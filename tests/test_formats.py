@@ -13,7 +13,7 @@ import pytest
 import torch
 import xarray as xr
 
-from neuroalrnn import cli
+from neuroalrnn.workflows import cli
 from neuroalrnn.formats import (
     ANY_LEADING,
     DTYPES,

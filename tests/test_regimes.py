@@ -19,7 +19,7 @@ from neuroalrnn.analyses.report import render_report
 from neuroalrnn.analyses.sharing import sharing_analysis, sharing_report_lines
 from neuroalrnn.analyses.sharing_figures import sharing_figures
 from neuroalrnn.models import ALRNN, ALRNNParams
-from neuroalrnn.simulate import simulate
+from neuroalrnn.evaluation.simulate import simulate
 
 N_BYTES = 9  # packed codes for P = 70 nonlinear units
 

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 
-from neuroalrnn.rundir import load_checkpoint, read_metrics
+from neuroalrnn.training.rundir import load_checkpoint, read_metrics
 
 TRAIN = ["train", "--units", "16", "--nonlinear", "2", "--noise", "0.1", "--steps", "30", "--batch-size", "16",
          "--bank-size", "128", "--eval-trials", "32", "--eval-every", "30", "--checkpoint-every", "30",
@@ -25,7 +25,7 @@ TRAIN = ["train", "--units", "16", "--nonlinear", "2", "--noise", "0.1", "--step
 # argv: a JSON list of (seed, run directory); each is trained in turn in this one process.
 TRAIN_IN_TURN = """
 import json, sys
-from neuroalrnn.cli import main
+from neuroalrnn.workflows.cli import main
 for seed, folder in json.loads(sys.argv[1]):
     status = main([*json.loads(sys.argv[2]), "--seed", str(seed), "--out", folder])
     if status:

@@ -463,7 +463,7 @@ def test_on_a_simulated_multitask_network(n_units, n_nonlinear):
 
     from neuroalrnn import envs
     from neuroalrnn.models import build_model
-    from neuroalrnn.simulate import simulate
+    from neuroalrnn.evaluation.simulate import simulate
 
     torch.manual_seed(0)
     model = build_model("alrnn", n_inputs=53, n_outputs=17, n_units=n_units, n_nonlinear=n_nonlinear)

@@ -11,7 +11,7 @@ from neuroalrnn import ALRNN, GRUBaseline, regime_codes
 from neuroalrnn.envs import make
 from neuroalrnn.evaluation import accuracy_by, choices, decision_choice, psychometric
 from neuroalrnn.formats import FORMAT_VERSION, FormatError, StaleTrialsError, check_trials_match
-from neuroalrnn.simulate import read_trials, simulate, write_trials
+from neuroalrnn.evaluation.simulate import read_trials, simulate, write_trials
 from neuroalrnn.storage import write_netcdf
 
 

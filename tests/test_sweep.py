@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.evaluation import accuracy_by
-from neuroalrnn.rundir import CHECKPOINT_FILE, load_checkpoint, read_metrics
-from neuroalrnn.simulate import read_trials
+from neuroalrnn.training.rundir import CHECKPOINT_FILE, load_checkpoint, read_metrics
+from neuroalrnn.evaluation.simulate import read_trials
 from neuroalrnn.storage import write_netcdf
-from neuroalrnn.sweeps import (
+from neuroalrnn.workflows.sweeps import (
     METRICS,
     RESULT_FILE,
     RESULTS_FILE,

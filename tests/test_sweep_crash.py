@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from neuroalrnn.rundir import LOCK_FILE
-from neuroalrnn.sweeps import (
+from neuroalrnn.training.rundir import LOCK_FILE
+from neuroalrnn.workflows.sweeps import (
     RESULT_FILE,
     RESULT_VARIABLES,
     collect_results,
@@ -25,7 +25,7 @@ from neuroalrnn.sweeps import (
     run_point,
     run_sweep,
 )
-from neuroalrnn.sweeps.runner import RUN_LOCK
+from neuroalrnn.workflows.sweeps.runner import RUN_LOCK
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table in /proc")
 
@@ -48,7 +48,7 @@ trials = 40
 """
 # One short run, for the lock tests.
 ONE_RUN = EXPERIMENT.replace("steps = 200", "steps = 20").replace("seed = [0, 1]", "seed = [0]")
-SWEEP = "import sys\nfrom neuroalrnn.sweeps import run_sweep\nrun_sweep(sys.argv[1], workers=2, out=sys.argv[2])\n"
+SWEEP = "import sys\nfrom neuroalrnn.workflows.sweeps import run_sweep\nrun_sweep(sys.argv[1], workers=2, out=sys.argv[2])\n"
 HOLD_LOCK = ("import filelock, sys, time\nlock = filelock.FileLock(sys.argv[1])\nlock.acquire()\n"
              "print('held', flush=True)\ntime.sleep(float(sys.argv[2]))\n")
 

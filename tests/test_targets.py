@@ -10,8 +10,8 @@ import torch
 from neurogym.utils import spaces
 
 from neuroalrnn import envs
-from neuroalrnn.cli import main
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.workflows.cli import main
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.envs import registry
 from neuroalrnn.envs.base import TaskEnv
 from neuroalrnn.envs.epochs import CANONICAL_EPOCHS, canonical_epoch_map

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from neuroalrnn.config import TrainConfig
+from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.training import Trainer
 
 pytestmark = pytest.mark.slow

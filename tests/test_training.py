@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from neuroalrnn.config import TrainConfig
-from neuroalrnn.fast import alrnn_forward_fast
-from neuroalrnn.rundir import (
+from neuroalrnn.training.config import TrainConfig
+from neuroalrnn.models.fast import alrnn_forward_fast
+from neuroalrnn.training.rundir import (
     CHECKPOINT_FILE,
     RunDirectoryError,
     exclusive,

@@ -1,12 +1,7 @@
-"""Recurrent models: the almost-linear RNN (AL-RNN) and baselines behind one interface.
+"""The almost-linear RNN (AL-RNN), its NumPy parameter container and its regime codes.
 
-Every model maps inputs ``(batch, time, n_inputs)`` to
-``(outputs, latents)`` with shapes ``(batch, time, n_outputs)`` and
-``(batch, time, n_units)``. The initial state is zero; the first latent state
-returned is z_1, computed from the first input s_1.
-
-The AL-RNN's update equation is written twice, once per array library: in
-torch by :meth:`ALRNN.step` (used by :meth:`ALRNN.forward`) and in NumPy by
+The update equation is written twice, once per array library: in torch by
+:meth:`ALRNN.step` (used by :meth:`ALRNN.forward`) and in NumPy by
 :meth:`ALRNNParams.step`, the parameter container that analyses work on
 (:meth:`ALRNN.params` and :meth:`ALRNN.from_params` convert). Regime codes are
 encoded by :func:`bits_to_codes` and decoded by :func:`codes_to_bits`.
@@ -25,17 +20,12 @@ from torch import nn
 __all__ = [
     "ALRNN",
     "ALRNNParams",
-    "GRUBaseline",
     "INITIALISATIONS",
-    "LSTMBaseline",
     "MAX_INTEGER_CODE_BITS",
-    "MODEL_KINDS",
     "PARAMETER_NAMES",
     "STABLE_COUPLING_NORM",
     "STABLE_SELF_COUPLING",
-    "TanhRNN",
     "bits_to_codes",
-    "build_model",
     "codes_to_bits",
     "regime_codes",
 ]
@@ -361,106 +351,6 @@ class ALRNNParams:
         z = np.asarray(z, dtype=np.float64)
         bits = z[..., self.n_units - self.n_nonlinear :] > 0
         return self.A * z + (z * self.gains(bits)) @ self.W.T + np.asarray(s, dtype=np.float64) @ self.C.T + self.h
-
-
-class _TorchRecurrentBaseline(nn.Module):
-    """A torch.nn recurrent layer plus a linear readout, same interface as ALRNN."""
-
-    kind = ""
-    _layer: type[nn.RNNBase]
-    _layer_kwargs: dict = {}
-
-    def __init__(self, n_inputs: int, n_outputs: int, n_units: int, **_ignored) -> None:
-        super().__init__()
-        _check_sizes(n_inputs=n_inputs, n_outputs=n_outputs, n_units=n_units)
-        self.n_inputs, self.n_outputs, self.n_units = n_inputs, n_outputs, n_units
-        self.n_nonlinear = n_units
-        self.rnn = self._layer(n_inputs, n_units, batch_first=True, **self._layer_kwargs)
-        self.readout = nn.Linear(n_units, n_outputs)
-
-    def forward(self, inputs: torch.Tensor, z0=None) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs = _check_inputs(inputs, self.n_inputs)
-        latents, _ = self.rnn(inputs) if z0 is None else self.rnn(inputs, z0)
-        return self.readout(latents), latents
-
-    def regimes(self, latents) -> None:
-        """Smooth nonlinearities have no linear regimes."""
-        return None
-
-
-class TanhRNN(_TorchRecurrentBaseline):
-    """Vanilla RNN, z_t = tanh(W_in s_t + W z_{t-1} + b); readout y_t = B z_t + b."""
-
-    kind = "tanh"
-    _layer = nn.RNN
-    _layer_kwargs = {"nonlinearity": "tanh"}
-
-
-class GRUBaseline(_TorchRecurrentBaseline):
-    """Gated recurrent unit network (torch.nn.GRU) with a linear readout."""
-
-    kind = "gru"
-    _layer = nn.GRU
-
-
-class LSTMBaseline(_TorchRecurrentBaseline):
-    """LSTM network (torch.nn.LSTM) with a linear readout; latents are the hidden states h_t."""
-
-    kind = "lstm"
-    _layer = nn.LSTM
-
-
-MODEL_KINDS = {
-    "alrnn": "almost-linear RNN: M units, the last P of them ReLU",
-    "linear": "AL-RNN with P = 0 (an exactly linear RNN)",
-    "plrnn": "AL-RNN with P = M (every unit ReLU)",
-    "tanh": "vanilla tanh RNN (torch.nn.RNN)",
-    "gru": "GRU (torch.nn.GRU)",
-    "lstm": "LSTM (torch.nn.LSTM)",
-}
-_BASELINES = {cls.kind: cls for cls in (TanhRNN, GRUBaseline, LSTMBaseline)}
-
-
-def build_model(
-    kind: str,
-    n_inputs: int,
-    n_outputs: int,
-    n_units: int,
-    n_nonlinear: int | None = None,
-    **options,
-) -> nn.Module:
-    """Build a model by kind name (see ``MODEL_KINDS``).
-
-    ``n_nonlinear`` is required for ``alrnn`` and fixed for ``linear`` (0) and
-    ``plrnn`` (M); ``options`` (noise_std, slope, init, generator) go to the
-    AL-RNN. Baselines accept only ``generator`` (it seeds torch's default
-    initialisation); any other non-default option is an error.
-    """
-    if kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model {kind!r}; valid models: {', '.join(MODEL_KINDS)}")
-    if kind in _BASELINES:
-        generator = options.pop("generator", None)
-        unsupported = {
-            name: value for name, value in options.items()
-            if value != {"noise_std": 0.0, "slope": 0.0, "init": INITIALISATIONS[0]}.get(name)
-        }
-        if unsupported:
-            raise ValueError(
-                f"options {sorted(unsupported)} apply to AL-RNNs only; model {kind!r} uses torch's own "
-                "layer and initialisation"
-            )
-        # torch.nn layers draw from the global RNG: seed it from the generator, then restore it.
-        with torch.random.fork_rng(devices=[]):
-            if generator is not None:
-                torch.manual_seed(generator.initial_seed())
-            return _BASELINES[kind](n_inputs, n_outputs, n_units)
-    if kind == "linear":
-        n_nonlinear = 0
-    elif kind == "plrnn":
-        n_nonlinear = n_units
-    elif n_nonlinear is None:
-        raise ValueError("model 'alrnn' needs n_nonlinear (P, the number of ReLU units)")
-    return ALRNN(n_inputs, n_outputs, n_units, n_nonlinear, **options)
 
 
 def _check_sizes(**sizes: int) -> None:

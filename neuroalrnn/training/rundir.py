@@ -6,7 +6,7 @@ Layout of a run directory::
     checkpoint.pt   model + optimiser + RNG state + every metrics row so far (torch.save; loaded weights_only)
     metrics.csv     step, loss, accuracy, eval_accuracy, lr, wall_time
     .lock           held by the process that trains in the directory
-    trials.nc       after `neuroalrnn evaluate` (see neuroalrnn.simulate)
+    trials.nc       after `neuroalrnn evaluate` (see neuroalrnn.evaluation.simulate)
     figures/*.png
 
 The checkpoint is the one atomic record of a run's state: it carries the metrics
@@ -48,9 +48,9 @@ from typing import Any
 
 import torch
 
+from ..formats import FORMAT_VERSION, FormatError, format_version, validate
+from ..storage import advisory_lock, atomic_write, remove_stale_temporaries
 from .config import TrainConfig
-from .formats import FORMAT_VERSION, FormatError, format_version, validate
-from .storage import advisory_lock, atomic_write, remove_stale_temporaries
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.pt"

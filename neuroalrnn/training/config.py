@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .envs.trials import WEIGHTINGS
-from .models import INITIALISATIONS, MODEL_KINDS
+from ..envs.trials import WEIGHTINGS
+from ..models import INITIALISATIONS, MODEL_KINDS
 
 __all__ = [
     "CONSTRAINTS",
@@ -149,7 +149,7 @@ class TrainConfig:
     step: ×0.1 at 2/3 of the steps), ``grad_clip`` (max global L2 norm; 0 = off),
     ``seed``.
 
-    ``fast_step``: train AL-RNNs with :func:`neuroalrnn.fast.alrnn_forward_fast`
+    ``fast_step``: train AL-RNNs with :func:`neuroalrnn.models.fast.alrnn_forward_fast`
     (hand-written backward through time, gradients tested against autograd)
     instead of autograd through ``ALRNN.forward``.
 

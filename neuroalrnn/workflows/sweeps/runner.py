@@ -23,7 +23,7 @@ anything runs. One sweep at a time may use an ``out`` directory.
 stay, so a rerun resumes them), writes ``results.nc`` and raises
 :class:`KeyboardInterrupt` (:class:`SweepInterrupted` for SIGTERM). A sweep
 process killed outright takes its worker processes with it
-(:mod:`neuroalrnn.sweeps.backends`).
+(:mod:`neuroalrnn.workflows.sweeps.backends`).
 
 **results.nc** is gathered at the end from the ``result.json`` files on disk,
 so it agrees with them even when another process finished a run meanwhile.
@@ -46,7 +46,9 @@ from typing import Any
 import xarray as xr
 from tqdm.auto import tqdm
 
-from ..rundir import (
+from ...storage import advisory_lock, atomic_write, write_netcdf
+from ...system import available_cores
+from ...training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,  # held by a Trainer while it trains in a run directory
@@ -56,12 +58,16 @@ from ..rundir import (
     read_metrics,
     versions,
 )
-from ..storage import advisory_lock, atomic_write, write_netcdf
-from ..system import available_cores
 from .backends import BACKENDS, import_ray, run_local, run_ray
 from .experiment import Evaluation, Experiment, GridPoint, resolve_experiment
 from .metrics import METRICS, MetricFunction
-from .results import RESULT_FILE, RESULTS_FILE, read_result, results_dataset, write_result
+from .results import (
+    RESULT_FILE,
+    RESULTS_FILE,
+    read_result,
+    results_dataset,
+    write_result,
+)
 
 __all__ = [
     "LOCK_WAIT",
@@ -199,7 +205,7 @@ def _running(point: GridPoint, run_dir: Path) -> dict[str, Any]:
 
 def _train(config, run_dir: Path) -> float:
     """Train the run to its end (fresh, resumed, or already done); the training seconds it took in all."""
-    from ..training import Trainer
+    from ...training import Trainer
 
     if (run_dir / CHECKPOINT_FILE).is_file():
         if not _training_done(read_config(run_dir), run_dir):
@@ -253,8 +259,8 @@ def evaluate_point(
     chosen extra metrics, ``evaluation.metrics`` from ``METRICS`` and
     ``metrics``) and the test trials' size and seed.
     """
-    from ..evaluation import evaluate_run
-    from ..training import load_model
+    from ...evaluation import evaluate_run
+    from ...training import load_model
 
     run_dir = Path(run_dir)
     trials, summary = evaluate_run(run_dir, evaluation.trials, save=evaluation.save_trials)

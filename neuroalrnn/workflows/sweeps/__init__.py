@@ -2,16 +2,16 @@
 
 One job per module:
 
-- :mod:`~neuroalrnn.sweeps.experiment`: the experiment file (TOML), its
+- :mod:`~neuroalrnn.workflows.sweeps.experiment`: the experiment file (TOML), its
   validation and the grid's expansion into runs (the file's schema is there);
-- :mod:`~neuroalrnn.sweeps.runner`: skip what is done, run the rest, one
+- :mod:`~neuroalrnn.workflows.sweeps.runner`: skip what is done, run the rest, one
   process per run directory (locks, resuming, failures, stopping);
-- :mod:`~neuroalrnn.sweeps.backends`: local process pool (workers die with
+- :mod:`~neuroalrnn.workflows.sweeps.backends`: local process pool (workers die with
   the sweep), in-process, Ray;
-- :mod:`~neuroalrnn.sweeps.results`: ``result.json`` per run, ``results.nc``;
-- :mod:`~neuroalrnn.sweeps.metrics`: the numbers of each run and the
+- :mod:`~neuroalrnn.workflows.sweeps.results`: ``result.json`` per run, ``results.nc``;
+- :mod:`~neuroalrnn.workflows.sweeps.metrics`: the numbers of each run and the
   registry of extra metrics (``METRICS``);
-- :mod:`~neuroalrnn.sweeps.plots`: the figures.
+- :mod:`~neuroalrnn.workflows.sweeps.plots`: the figures.
 
 **Layout of ``out``**::
 
@@ -48,7 +48,14 @@ from .experiment import (
 )
 from .metrics import METRICS, RESULT_VARIABLES, sharing_index
 from .plots import plot_sweep
-from .results import RESULT_FILE, RESULTS_FILE, read_result, read_results, results_dataset, write_result
+from .results import (
+    RESULT_FILE,
+    RESULTS_FILE,
+    read_result,
+    read_results,
+    results_dataset,
+    write_result,
+)
 from .runner import (
     LOCK_WAIT,
     SweepError,

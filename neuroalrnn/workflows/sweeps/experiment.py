@@ -1,7 +1,7 @@
 """Experiment files: parse and validate a sweep's TOML file and expand its grid into runs.
 
 An experiment file names fixed settings and a grid over any
-:class:`~neuroalrnn.config.TrainConfig` field::
+:class:`~neuroalrnn.training.config.TrainConfig` field::
 
     name = "stimulus-selection-p"                # default: the file's stem
     out = "runs/sweeps/stimulus-selection-p"     # default: runs/sweeps/<name>
@@ -19,7 +19,7 @@ An experiment file names fixed settings and a grid over any
     seed = [0, 1, 2]
 
     [evaluate]              # all optional
-    trials = 1000           # held-out test trials per run (default: neuroalrnn.config.DEFAULT_TEST_TRIALS)
+    trials = 1000           # held-out test trials per run (default: neuroalrnn.training.config.DEFAULT_TEST_TRIALS)
     criterion = 0.9         # steps to criterion: first step with eval_accuracy >= this (default 0.9)
     save_trials = true      # write each run's test trials as trials.nc (default true)
     metrics = []            # names of extra per-run metrics registered in METRICS
@@ -59,7 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_TEST_TRIALS, TrainConfig
+from ...training.config import DEFAULT_TEST_TRIALS, TrainConfig
 from .metrics import METRICS, RESULT_VARIABLES
 
 __all__ = [
@@ -134,7 +134,7 @@ class Experiment:
 
     def check_tasks(self) -> None:
         """Build each distinct task once, so an unknown task or bad task option fails before any run."""
-        from ..training import make_task
+        from ...training import make_task
 
         seen = set()
         for point in self.points:

@@ -12,16 +12,21 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .analyses import figures as figs
-from .analyses.pipeline import analyze, default_condition
-from .analyses.report import render_report
-from .evaluation import current_trials
-from .formats import FORMAT_VERSION, PROVENANCE_ATTRIBUTES, StaleTrialsError, check_trials_match
-from .formats import read as read_file
-from .models import ALRNN
-from .rundir import load_checkpoint
-from .storage import atomic_write, write_netcdf
-from .training import load_model
+from ..analyses import figures as figs
+from ..analyses.pipeline import analyze, default_condition
+from ..analyses.report import render_report
+from ..evaluation import current_trials
+from ..formats import (
+    FORMAT_VERSION,
+    PROVENANCE_ATTRIBUTES,
+    StaleTrialsError,
+    check_trials_match,
+)
+from ..formats import read as read_file
+from ..models import ALRNN
+from ..storage import atomic_write, write_netcdf
+from ..training import load_model
+from ..training.rundir import load_checkpoint
 
 __all__ = ["analyze_run", "compare_runs_sharing"]
 
@@ -96,8 +101,8 @@ def analyze_run(
 
 def _epoch_table_to_draw(analysis) -> xr.DataArray:
     """The regime × epoch counts to draw: per task, or for several tasks all of them pooled by canonical epoch."""
-    from .analyses.pipeline import POOLED_TASK
-    from .envs.epochs import CANONICAL_EPOCHS
+    from ..analyses.pipeline import POOLED_TASK
+    from ..envs.epochs import CANONICAL_EPOCHS
 
     counts = analysis["epoch_count"]
     if POOLED_TASK not in counts["task"].values:
@@ -109,8 +114,8 @@ def _epoch_table_to_draw(analysis) -> xr.DataArray:
 
 def _sharing_section(trials) -> tuple["xr.Dataset", dict, list[str]]:
     """The sharing analysis of a multi-task run (with its trials' provenance), its figures and report lines."""
-    from .analyses.sharing import sharing_analysis, sharing_report_lines
-    from .analyses.sharing_figures import sharing_figures
+    from ..analyses.sharing import sharing_analysis, sharing_report_lines
+    from ..analyses.sharing_figures import sharing_figures
 
     sharing = sharing_analysis(trials)
     sharing.attrs.update({name: trials.attrs[name] for name in PROVENANCE_ATTRIBUTES if name in trials.attrs})
@@ -129,8 +134,8 @@ def compare_runs_sharing(run_dirs: dict[str, str | Path], figure: str | Path | N
     the command that brings it up to date. ``run_dirs`` maps a label (e.g. "P=2") to the directory;
     ``figure`` optionally writes the comparison figure.
     """
-    from .analyses.sharing import compare_sharing
-    from .analyses.sharing_figures import plot_sharing_comparison
+    from ..analyses.sharing import compare_sharing
+    from ..analyses.sharing_figures import plot_sharing_comparison
 
     results = {}
     for label, run_dir in run_dirs.items():

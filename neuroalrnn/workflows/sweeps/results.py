@@ -1,7 +1,7 @@
 """A sweep's result files: each run's ``result.json`` and the gathered ``results.nc``.
 
 ``result.json`` is the last file a run writes (atomically): its status
-(``finished`` or ``failed``), its numbers (:data:`~neuroalrnn.sweeps.metrics.RESULT_VARIABLES`,
+(``finished`` or ``failed``), its numbers (:data:`~neuroalrnn.workflows.sweeps.metrics.RESULT_VARIABLES`,
 ``accuracy_by_task``, ``extra``), and on failure the stage and the error.
 
 ``results.nc`` holds every grid point's result on one grid (see
@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .. import formats
-from ..rundir import versions
-from ..storage import atomic_write
-from ..system import jsonable
+from ... import formats
+from ...storage import atomic_write
+from ...system import jsonable
+from ...training.rundir import versions
 from .experiment import DIMENSION_NAMES, RUNS_FOLDER, Experiment, cell_key
 from .metrics import RESULT_VARIABLES
 

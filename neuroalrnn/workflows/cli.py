@@ -2,7 +2,7 @@
 
 Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``,
 ``compare``, ``sweep``, ``bench``. The ``train`` options are generated from
-:class:`~neuroalrnn.config.TrainConfig`'s fields (defaults, accepted values and
+:class:`~neuroalrnn.training.config.TrainConfig`'s fields (defaults, accepted values and
 help come from there).
 
 Errors: every failure ends in one readable line on stderr and a non-zero exit
@@ -20,8 +20,14 @@ import signal
 import sys
 from pathlib import Path
 
-from .config import CONSTRAINTS, NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, Constraint, TrainConfig
-from .evaluation import DEFAULT_TEST_TRIALS
+from ..evaluation import DEFAULT_TEST_TRIALS
+from ..training.config import (
+    CONSTRAINTS,
+    NON_NEGATIVE_INTEGER,
+    POSITIVE_INTEGER,
+    Constraint,
+    TrainConfig,
+)
 
 NAME = "neuroalrnn"
 
@@ -194,9 +200,9 @@ def _condition_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _compare(args) -> int:
-    from .analyses.compare import compare, load_recordings, plot_comparison
-    from .evaluation import current_trials
-    from .storage import write_netcdf
+    from ..analyses.compare import compare, load_recordings, plot_comparison
+    from ..evaluation import current_trials
+    from ..storage import write_netcdf
 
     mapping = _condition_mapping(args.condition_map)
     recordings = load_recordings(args.recordings, variable=args.variable)
@@ -220,8 +226,8 @@ def _compare(args) -> int:
 
 
 def _sharing(args) -> int:
-    from .analyze import compare_runs_sharing
-    from .rundir import read_config
+    from ..training.rundir import read_config
+    from .run_analysis import compare_runs_sharing
 
     labels = {}
     for run_dir in args.run_dirs:
@@ -264,7 +270,7 @@ def _bench(args) -> int:
 
 
 def _analyze(args) -> int:
-    from .analyze import analyze_run
+    from .run_analysis import analyze_run
 
     paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes or None)
     for path in paths.values():
@@ -291,7 +297,7 @@ def _train_config(given: dict[str, object]) -> TrainConfig:
 
 
 def _train(args) -> int:
-    from .training import Trainer
+    from ..training import Trainer
 
     given = {name: getattr(args, name) for name in CONSTRAINTS if getattr(args, name) is not None}
     if (args.out is None) == (args.resume is None):
@@ -330,7 +336,13 @@ def _print_task_table(by_task: dict[str, float]) -> None:
 
 
 def _evaluate(args) -> int:
-    from .evaluation import EVALUATION_FILE, accuracy_by, evaluate_run, plot_psychometric, psychometric
+    from ..evaluation import (
+        EVALUATION_FILE,
+        accuracy_by,
+        evaluate_run,
+        plot_psychometric,
+        psychometric,
+    )
 
     trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed)
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
@@ -360,8 +372,8 @@ def _evaluate(args) -> int:
 
 
 def _tasks(args) -> int:
-    from .envs import list_tasks
-    from .envs.registry import NEUROGYM_PREFIX, describe_subtasks
+    from ..envs import list_tasks
+    from ..envs.registry import NEUROGYM_PREFIX, describe_subtasks
 
     if args.name is not None:
         subtasks = describe_subtasks(args.name)
@@ -391,7 +403,7 @@ def _one_line(error: BaseException) -> str:
     if any(line.startswith("Traceback (most recent call last)") for line in lines):
         lines = lines[-1:]
     message = " ".join(lines) or type(error).__name__
-    from .training import TrainingDiverged
+    from ..training import TrainingDiverged
 
     if isinstance(error, ValueError | OSError | ImportError | TrainingDiverged):
         return message

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..storage import save_figure
+from ...storage import save_figure
 from .experiment import P_NOT_APPLICABLE
 from .metrics import METRICS
 from .results import read_results

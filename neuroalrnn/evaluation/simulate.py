@@ -21,10 +21,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import __version__, envs
-from .formats import FORMAT_VERSION, read, validate
-from .rundir import versions
-from .storage import write_netcdf
+from .. import __version__, envs
+from ..formats import FORMAT_VERSION, read, validate
+from ..storage import write_netcdf
+from ..training.rundir import versions
 
 __all__ = ["read_trials", "simulate", "trials_dataset", "write_trials"]
 

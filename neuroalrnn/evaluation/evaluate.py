@@ -42,15 +42,20 @@ import numpy as np
 import torch
 import xarray as xr
 
-from . import envs
-from .config import DEFAULT_TEST_TRIALS, NON_NEGATIVE_INTEGER, POSITIVE_INTEGER, TrainConfig
-from .envs.trials import decision_choice, target_at_last_step, trial_scores
-from .formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
-from .rundir import load_checkpoint, read_metrics
+from .. import envs
+from ..envs.trials import decision_choice, target_at_last_step, trial_scores
+from ..formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
+from ..storage import atomic_write, save_figure
+from ..system import jsonable
+from ..training import TEST_SEED_OFFSET, load_model, task_loss
+from ..training.config import (
+    DEFAULT_TEST_TRIALS,
+    NON_NEGATIVE_INTEGER,
+    POSITIVE_INTEGER,
+    TrainConfig,
+)
+from ..training.rundir import load_checkpoint, read_metrics
 from .simulate import read_trials, simulate, write_trials
-from .storage import atomic_write, save_figure
-from .system import jsonable
-from .training import TEST_SEED_OFFSET, load_model, task_loss
 
 __all__ = [
     "DEFAULT_TEST_TRIALS",
@@ -251,7 +256,7 @@ def _evaluate(
 
 
 def _summary(trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, noise: bool) -> dict[str, Any]:
-    from .analyses.regimes import regime_statistics
+    from ..analyses.regimes import regime_statistics
 
     per_task = accuracy_by(trials, "task").to_series()
     order = [name for name in json.loads(trials.attrs.get("task_names", "[]")) if name in per_task.index]

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..system import available_cores, die_with_parent
+from ...system import available_cores, die_with_parent
 
 __all__ = ["BACKENDS", "import_ray", "run_local", "run_ray"]
 

@@ -10,7 +10,7 @@ machine slows both sides alike; medians are printed with their ratios.
     AL-RNN step — per-step time read off ``metrics.csv``'s wall clock;
 (c) one training step alone (forward, loss, backward, Adam) on a fixed batch:
     ``nn.RNN`` vs the plain AL-RNN (autograd through the Python loop) vs the
-    fast AL-RNN step (:mod:`neuroalrnn.fast`), at M = 128 / batch 32 and
+    fast AL-RNN step (:mod:`neuroalrnn.models.fast`), at M = 128 / batch 32 and
     M = 256 / batch 128, 100 steps, with P = M / 16;
 (d) producing one training batch (32 trials, ~100 steps): ``ngym.Dataset`` (per
     batch, its cache refills included) against ours, a trial bank of 2048
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
-from .fast import alrnn_forward_fast
-from .models import ALRNN
-from .rundir import read_metrics
-from .training import Trainer, batch_of_step, make_task, sample_chunk
+from ..models import ALRNN
+from ..models.fast import alrnn_forward_fast
+from ..training import Trainer, batch_of_step, make_task, sample_chunk
+from ..training.config import TrainConfig
+from ..training.rundir import read_metrics
 
 __all__ = ["run_benchmark"]
 
@@ -182,7 +182,7 @@ def _peak_memory_mb(variant: str, units: int, batch: int) -> float:
     """Peak extra resident memory (MB) of 3 training steps of ``variant`` in a fresh process (Linux)."""
     code = (
         "import json, torch; torch.set_num_threads(1)\n"
-        "from neuroalrnn import bench\n"
+        "from neuroalrnn.workflows import bench\n"
         f"step = bench._make({variant!r}, {units}, {batch})\n"
         "before = bench._status_kib('VmRSS')\n"
         "open('/proc/self/clear_refs', 'w').write('5')\n"  # resets the peak mark (VmHWM) to the current RSS

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from ..config import TrainConfig
+from ...training.config import TrainConfig
 
 __all__ = ["METRICS", "RESULT_VARIABLES", "MetricFunction", "sharing_index"]
 
@@ -40,7 +40,7 @@ def sharing_index(trials: xr.Dataset, model: torch.nn.Module, config: TrainConfi
 
     NaN for a single-task run or a model without regimes.
     """
-    from ..analyses.sharing import sharing_analysis
+    from ...analyses.sharing import sharing_analysis
 
     if np.unique(trials["task"].values).size < 2 or "regime" not in trials:
         return float("nan")

@@ -48,7 +48,7 @@ import threading
 import torch
 from torch.autograd.function import once_differentiable
 
-from .models import ALRNN, _check_inputs
+from .alrnn import ALRNN, _check_inputs
 
 __all__ = ["ALRNNFunction", "alrnn_forward_fast"]
 
