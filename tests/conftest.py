@@ -21,5 +21,5 @@ def _one_thread():
 def tiny_config() -> TrainConfig:
     return TrainConfig(
         n_units=12, n_nonlinear=3, steps=12, batch_size=6, checkpoint_every=4,
-        eval_every=4, eval_trials=20, noise_std=0.05, seed=3, bank_size=12, bank_reuse=1,
+        eval_every=4, eval_trials=20, noise_std=0.05, seed=3, bank_size=12, bank_reuse=1, data_workers=0,
     )

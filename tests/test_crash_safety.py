@@ -41,7 +41,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not Path("/proc/self/
 
 CONFIG = TrainConfig(
     n_units=12, n_nonlinear=3, steps=12, batch_size=6, checkpoint_every=4,
-    eval_every=4, eval_trials=20, noise_std=0.05, seed=3, bank_size=12, bank_reuse=1,
+    eval_every=4, eval_trials=20, noise_std=0.05, seed=3, bank_size=12, bank_reuse=1, data_workers=0,
 )
 WRITES_OF_A_RUN = 7  # config.json, then checkpoint.pt + metrics.csv at steps 4, 8 and 12
 

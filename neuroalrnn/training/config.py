@@ -160,7 +160,10 @@ class TrainConfig:
     ``train_trials`` = N the model trains on one fixed set of N trials (the
     low-data regime); held-out evaluation trials are always separate.
     ``data_workers`` processes sample the coming banks while the model trains
-    (0 = sample in the training process); results do not depend on it.
+    (0 = sample in the training process); results do not depend on it. The
+    workers die with the training process. Where Python starts processes by
+    spawning (macOS, Windows), a script that trains needs the usual
+    ``if __name__ == "__main__":`` guard, or ``data_workers=0``.
     ``bank_cache``: a directory where sampled banks (and the fixed training
     set) are stored as ``.npz`` files named by a hash of everything that
     determines them (task, its options, weighting, size, seed, package and
@@ -201,8 +204,9 @@ class TrainConfig:
     eval_trials: int = _setting(500, POSITIVE_INTEGER, "held-out trials per evaluation")
     target_accuracy: float = _setting(0.0, FRACTION,
                                       "stop once held-out decision accuracy reaches this (0 = train all steps)")
-    data_workers: int = _setting(0, NON_NEGATIVE_INTEGER,
-                                 "processes sampling trials while the model trains (0 = none)")
+    data_workers: int = _setting(1, NON_NEGATIVE_INTEGER,
+                                 "processes sampling trials while the model trains (0 = none; results do not "
+                                 "depend on it)")
     bank_size: int = _setting(2048, NON_NEGATIVE_INTEGER,
                               "trials per pre-sampled bank (0 = fresh trials every step)")
     bank_reuse: int = _setting(4, POSITIVE_INTEGER, "times each bank trial is used on average before a new bank")
