@@ -8,6 +8,14 @@ leaves the previous version in place. A temporary file whose writer was killed
 (``kill -9``, power loss) cannot remove itself; the next write to the same
 target removes those of dead processes on this host, never a live writer's.
 
+Files that belong together (an analysis: ``analysis.nc``, ``report.md``, its
+figures) are written as one group (:func:`file_group`): each is first written
+into a hidden staging folder; a marker file then commits the group, and the
+files are moved onto their targets. A kill before the marker leaves the old
+files untouched (the staging folder of a dead writer is removed later); a
+kill after it is finished by :func:`recover_file_groups`, which every
+command that opens a run calls, so readers never meet files of two versions.
+
 Locks use the ``filelock`` package (installed with torch), which works on
 Linux, macOS and Windows; the operating system frees a lock when the process
 holding it dies.
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +38,8 @@ __all__ = [
     "advisory_lock",
     "atomic_path",
     "atomic_write",
+    "file_group",
+    "recover_file_groups",
     "remove_stale_temporaries",
     "save_figure",
     "write_netcdf",
@@ -117,6 +128,66 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> Path:
     finally:
         plt.close(fig)
     return Path(path)
+
+
+_GROUP_PREFIX = ".group."
+_COMMITTED = ".committed"
+
+
+@contextmanager
+def file_group(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield a staging folder; files written under it replace ``directory``'s files of the same relative path together.
+
+    Write every file of the group below the yielded folder (subfolders such as
+    ``figures/`` allowed). On success the group is committed (a marker is
+    written and synced), then each file is moved onto its target. On an
+    exception before the commit nothing in ``directory`` changes.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    recover_file_groups(directory)
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=f"{_GROUP_PREFIX}{_HOST}-{os.getpid()}."))
+    try:
+        yield staging
+        atomic_write(staging / _COMMITTED, "committed\n")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _roll_forward(staging, directory)
+
+
+def recover_file_groups(directory: str | os.PathLike) -> list[Path]:
+    """Finish the commits a kill interrupted in ``directory`` and drop dead writers' uncommitted groups.
+
+    Returns the staging folders handled. A live writer's uncommitted group is left alone.
+    """
+    directory = Path(directory)
+    pattern = re.compile(rf"^{re.escape(_GROUP_PREFIX)}{re.escape(_HOST)}-(\d+)\.")
+    handled = []
+    if not directory.is_dir():
+        return handled
+    for staging in sorted(directory.glob(f"{_GROUP_PREFIX}*")):
+        match = pattern.match(staging.name)
+        if not staging.is_dir() or match is None:
+            continue
+        if (staging / _COMMITTED).is_file():
+            _roll_forward(staging, directory)
+        elif not _pid_alive(int(match.group(1))):
+            shutil.rmtree(staging, ignore_errors=True)
+        else:
+            continue
+        handled.append(staging)
+    return handled
+
+
+def _roll_forward(staging: Path, directory: Path) -> None:
+    """Move a committed group's files onto their targets (idempotent: a repeat after a kill finishes the rest)."""
+    for path in sorted(staging.rglob("*")):
+        if path.is_file() and path.name != _COMMITTED:
+            target = directory / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager

@@ -74,7 +74,7 @@ def test_noise_and_seed_are_recorded(run):
     assert _json_summary(run) == summary
 
 
-def test_evaluation_json_is_derived_from_trials_when_the_second_write_fails(run, monkeypatch):
+def test_a_failed_second_write_leaves_the_previous_evaluation_whole(run, monkeypatch):
     evaluate_run(run, 40)
     assert _json_summary(run)["n_trials"] == 40
     real_write = evaluate_module.atomic_write
@@ -88,12 +88,10 @@ def test_evaluation_json_is_derived_from_trials_when_the_second_write_fails(run,
     with pytest.raises(OSError, match="between the two writes"):
         evaluate_run(run, 25)
     monkeypatch.setattr(evaluate_module, "atomic_write", real_write)
-    assert read_trials(run / TRIALS_FILE).sizes["trial"] == 25
-    assert _json_summary(run)["n_trials"] == 40  # the torn state on disk
-
-    summary = read_evaluation(run)  # every reader goes by trials.nc and repairs the copy
-    assert summary["n_trials"] == 25
-    assert _json_summary(run) == summary
+    assert read_trials(run / TRIALS_FILE).sizes["trial"] == 40  # trials.nc and evaluation.json are one group
+    assert _json_summary(run)["n_trials"] == 40
+    assert read_evaluation(run) == _json_summary(run)
+    assert not list(run.glob(".group.*"))
 
 
 def test_the_reader_of_trials_repairs_evaluation_json(run, monkeypatch):

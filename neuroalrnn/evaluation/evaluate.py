@@ -45,7 +45,7 @@ import xarray as xr
 from .. import envs
 from ..envs.trials import decision_choice, target_at_last_step, trial_scores
 from ..formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
-from ..storage import atomic_write, save_figure
+from ..storage import atomic_write, file_group, save_figure
 from ..system import jsonable
 from ..training import TEST_SEED_OFFSET, load_model, task_loss
 from ..training.config import (
@@ -307,16 +307,19 @@ def _summary_json(summary: dict[str, Any]) -> str:
 def write_evaluation(run_dir: str | os.PathLike, trials: xr.Dataset) -> dict[str, Path]:
     """Write an evaluation (trials whose :data:`SUMMARY_ATTRIBUTE` holds the summary) as one unit.
 
-    ``trials.nc`` first, atomically; then ``evaluation.json`` derived from it.
-    Returns both paths (keys ``trials`` and ``evaluation``).
+    ``trials.nc`` and ``evaluation.json`` (derived from the summary) are one
+    file group (:func:`neuroalrnn.storage.file_group`): a kill leaves the
+    previous pair or the new one. Returns both paths (keys ``trials`` and
+    ``evaluation``).
     """
     run_dir = Path(run_dir)
     if SUMMARY_ATTRIBUTE not in trials.attrs:
         raise ValueError(f"trials to write as an evaluation need the attribute {SUMMARY_ATTRIBUTE!r}; "
                          "make them with evaluate_run")
-    paths = {"trials": write_trials(trials, run_dir / TRIALS_FILE), "evaluation": run_dir / EVALUATION_FILE}
-    _derive_json(run_dir, trials.attrs[SUMMARY_ATTRIBUTE])
-    return paths
+    with file_group(run_dir) as staging:
+        write_trials(trials, staging / TRIALS_FILE)
+        atomic_write(staging / EVALUATION_FILE, trials.attrs[SUMMARY_ATTRIBUTE])
+    return {"trials": run_dir / TRIALS_FILE, "evaluation": run_dir / EVALUATION_FILE}
 
 
 def _derive_json(run_dir: Path, summary_text: str) -> None:

@@ -37,6 +37,7 @@ from .. import envs
 from ..formats import FORMAT_VERSION, FormatError, validate
 from ..models import ALRNN, build_model
 from ..models.fast import alrnn_forward_fast
+from ..storage import recover_file_groups
 from .config import TrainConfig
 from .data import (
     _as_is,
@@ -133,9 +134,12 @@ def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
 
     Refuses (RunDirectoryError) a checkpoint whose weights do not fit the
     config's model or are not finite. A ``metrics.csv`` that a kill left
-    behind its checkpoint is rewritten from the checkpoint.
+    behind its checkpoint is rewritten from the checkpoint, and a group of
+    result files whose commit a kill interrupted is finished
+    (:func:`neuroalrnn.storage.recover_file_groups`).
     """
     config = read_config(run_dir)
+    recover_file_groups(run_dir)
     state = load_checkpoint(run_dir)
     env = make_task(config, held_out=True)
     model = make_model(config, env)

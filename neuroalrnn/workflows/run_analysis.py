@@ -24,7 +24,7 @@ from ..formats import (
 )
 from ..formats import read as read_file
 from ..models import ALRNN
-from ..storage import atomic_write, write_netcdf
+from ..storage import atomic_write, file_group, recover_file_groups, write_netcdf
 from ..training import load_model
 from ..training.rundir import load_checkpoint
 
@@ -90,13 +90,18 @@ def analyze_run(
         figures.update(sharing_figures)
         report += "\n" + "\n".join(sharing_lines) + "\n"
 
-    paths = {"analysis": write_netcdf(analysis, run_dir / "analysis.nc")}
-    if sharing is not None:
-        paths["sharing"] = write_netcdf(sharing, run_dir / "sharing.nc")
-    for name, figure in figures.values():
-        paths[name] = figs.save_figure(figure, run_dir / "figures" / name)
-    paths["report"] = atomic_write(run_dir / "report.md", report)
-    return paths
+    # One group: a kill leaves either the previous analysis or this one, never a mix (storage.file_group).
+    relative = {"analysis": Path("analysis.nc"), "report": Path("report.md")}
+    with file_group(run_dir) as staging:
+        write_netcdf(analysis, staging / relative["analysis"])
+        if sharing is not None:
+            relative["sharing"] = Path("sharing.nc")
+            write_netcdf(sharing, staging / relative["sharing"])
+        for name, figure in figures.values():
+            relative[name] = Path("figures") / name
+            figs.save_figure(figure, staging / relative[name])
+        atomic_write(staging / relative["report"], report)
+    return {key: run_dir / path for key, path in relative.items()}
 
 
 def _epoch_table_to_draw(analysis) -> xr.DataArray:
@@ -139,6 +144,7 @@ def compare_runs_sharing(run_dirs: dict[str, str | Path], figure: str | Path | N
 
     results = {}
     for label, run_dir in run_dirs.items():
+        recover_file_groups(run_dir)
         path = Path(run_dir) / "sharing.nc"
         if not path.is_file():
             raise FileNotFoundError(
