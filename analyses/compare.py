@@ -1,5 +1,9 @@
 """Model vs recordings: linear CKA, Procrustes shape distance and RSA on condition-averaged responses per epoch.
 
+(Longer than most modules: the condition matching, alignment, three scores
+and their shared shuffle null are one pipeline whose steps depend on each
+other's layout.)
+
 A recording is the ``trials.nc`` layout with ``neuron`` instead of ``unit``
 (``docs/formats.md``): an ``xarray.DataArray`` (or a Dataset holding one) with dims
 (trial, time, neuron), one coordinate per trial condition on ``trial``, a

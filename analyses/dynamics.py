@@ -10,6 +10,10 @@ Everything here is a pure function of the parameters (:class:`ALRNNParams`)
 and returns an xarray object stacked on a ``regime`` (or ``fixed_point``,
 ``cycle``) dimension whose labels are regime codes, with canonical orders and
 signs so that results are reproducible and NetCDF-safe (no complex dtype).
+
+It is longer than most modules because fixed points, cycles, gains and spectra
+share the regime-block machinery (reduced eigenproblems, threaded blocks, the
+canonical ordering) that keeps them consistent with each other.
 Integer codes limit this module to P ≤ 62.
 
 * :func:`regime_dynamics` — W_Ω, eigenvalues, spectral radius, slowest mode,

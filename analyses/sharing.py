@@ -1,5 +1,8 @@
 r"""Sharing across tasks: do tasks use the same regimes, the same units and the same state subspaces?
 
+(One module for the three levels below, because they share the task
+grouping, the epoch selection and the Dataset they fill; hence its length.)
+
 Three levels, each a function of a multi-task trials Dataset (the
 ``trials.nc`` layout: dims ``trial``, ``time``, ``unit``; coords ``task``
 (trial) and ``epoch_canonical`` (trial, time); variables ``latents``,
