@@ -23,7 +23,13 @@ from .evaluate import (
     scores,
     write_evaluation,
 )
-from .simulate import read_trials, simulate, trials_dataset, write_trials
+from .simulate import (
+    read_trials,
+    simulate,
+    simulate_batch,
+    trials_dataset,
+    write_trials,
+)
 
 __all__ = [
     "DEFAULT_TEST_TRIALS",
@@ -42,6 +48,7 @@ __all__ = [
     "read_trials",
     "scores",
     "simulate",
+    "simulate_batch",
     "trials_dataset",
     "write_evaluation",
     "write_trials",

@@ -55,7 +55,7 @@ from ..training.config import (
     TrainConfig,
 )
 from ..training.rundir import load_checkpoint, read_metrics
-from .simulate import read_trials, simulate, write_trials
+from .simulate import read_trials, simulate_batch, write_trials
 
 __all__ = [
     "DEFAULT_TEST_TRIALS",
@@ -243,9 +243,12 @@ def _evaluate(
     POSITIVE_INTEGER.check("n_trials", n_trials)
     seed = run.config.seed + TEST_SEED_OFFSET if seed is None else seed
     NON_NEGATIVE_INTEGER.check("seed", seed)
-    trials = simulate(run.model, run.env, n_trials, seed=seed, noise=bool(noise), checkpoint_step=run.step,
-                      task_name=run.config.task, config=run.config.to_dict())
-    summary = _summary(trials, run, run_dir, seed=seed, noise=bool(noise))
+    # Sampled with the run's loss weights, so the test loss needs no second draw of the same trials.
+    batch = envs.sample_trials(run.env, n_trials, seed=seed, task_name=run.config.task,
+                               weighting=run.config.weighting, decision_weight=run.config.decision_weight)
+    trials = simulate_batch(run.model, batch, seed=seed, noise=bool(noise), checkpoint_step=run.step,
+                            config=run.config.to_dict())
+    summary = _summary(trials, run, run_dir, seed=seed, noise=bool(noise), test_loss=_test_loss(trials, batch))
     trials.attrs[SUMMARY_ATTRIBUTE] = _summary_json(summary)
     if progress is not None:
         how = "with recurrent noise" if noise else "noiseless"
@@ -255,7 +258,9 @@ def _evaluate(
     return trials, json.loads(trials.attrs[SUMMARY_ATTRIBUTE])
 
 
-def _summary(trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, noise: bool) -> dict[str, Any]:
+def _summary(
+    trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, noise: bool, test_loss: float
+) -> dict[str, Any]:
     from ..analyses.regimes import regime_statistics
 
     per_task = accuracy_by(trials, "task").to_series()
@@ -268,7 +273,7 @@ def _summary(trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, n
         "mean_over_tasks": float(np.mean(list(by_task.values()))),
         "min_over_tasks": min(by_task.values()),
         "decision_mse": decision_mse(trials) if trials.attrs.get("target_kind") == "regression" else None,
-        "test_loss": _test_loss(trials, run, seed),
+        "test_loss": test_loss,
         "final_loss": float(rows[-1]["loss"]) if rows else None,
         "regimes_used": None,
         "switch_fraction": None,
@@ -288,13 +293,8 @@ def _summary(trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, n
     return summary
 
 
-def _test_loss(trials: xr.Dataset, run: _LoadedRun, seed: int) -> float:
-    """The training loss of the trials' outputs, with loss weights of the same trials drawn again from ``seed``."""
-    batch = envs.sample_trials(run.env, trials.sizes["trial"], seed=seed, task_name=run.config.task,
-                               weighting=run.config.weighting, decision_weight=run.config.decision_weight)
-    if not np.array_equal(batch.inputs, trials["inputs"].values):
-        raise RuntimeError(f"task {run.config.task!r} drew other trials from seed {seed} the second time; "
-                           "its trials must depend only on the seed")
+def _test_loss(trials: xr.Dataset, batch: envs.TrialBatch) -> float:
+    """The training loss (the batch's loss weights) of the simulated trials' outputs."""
     outputs = torch.from_numpy(np.ascontiguousarray(trials["outputs"].values))
     with torch.no_grad():
         return float(task_loss(outputs, batch))

@@ -26,7 +26,7 @@ from ..formats import FORMAT_VERSION, read, validate
 from ..storage import write_netcdf
 from ..training.rundir import versions
 
-__all__ = ["read_trials", "simulate", "trials_dataset", "write_trials"]
+__all__ = ["read_trials", "simulate", "simulate_batch", "trials_dataset", "write_trials"]
 
 UNKNOWN_CHECKPOINT_STEP = -1
 
@@ -55,6 +55,19 @@ def simulate(
         env = envs.make(env)
     task_name = task_name or type(env.unwrapped).__name__
     batch = envs.sample_trials(env, n_trials, seed=seed, task_name=task_name)
+    return simulate_batch(model, batch, seed=seed, noise=noise, checkpoint_step=checkpoint_step, config=config)
+
+
+def simulate_batch(
+    model: torch.nn.Module,
+    batch: envs.TrialBatch,
+    *,
+    seed: int,
+    noise: bool = False,
+    checkpoint_step: int | None = None,
+    config: dict | None = None,
+) -> xr.Dataset:
+    """Run ``model`` on the already sampled trials ``batch`` (drawn with ``seed``); the rest as :func:`simulate`."""
     if batch.inputs.shape[-1] != model.n_inputs:
         raise ValueError(
             f"the task has {batch.inputs.shape[-1]} inputs but the model expects n_inputs={model.n_inputs}"
