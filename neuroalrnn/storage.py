@@ -191,13 +191,13 @@ def _roll_forward(staging: Path, directory: Path) -> None:
 
 
 @contextmanager
-def advisory_lock(lock_file: str | os.PathLike, busy: Exception) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_file``, or raise ``busy`` at once if another process holds it.
+def advisory_lock(lock_file: str | os.PathLike, busy: Exception, *, wait: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_file``, or raise ``busy`` if another process holds it for ``wait`` seconds.
 
     The lock is the operating system's (``filelock``), so it is released when
     its holder dies, however it dies.
     """
-    lock = filelock.FileLock(str(lock_file), timeout=0)
+    lock = filelock.FileLock(str(lock_file), timeout=wait)
     try:
         lock.acquire()
     except filelock.Timeout:

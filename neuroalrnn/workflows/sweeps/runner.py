@@ -83,7 +83,6 @@ EXPERIMENT_COPY = "experiment.toml"
 RUN_LOCK = ".sweep-run.lock"
 #: Seconds a run waits for another process to let go of its run directory before reporting it as running.
 LOCK_WAIT = 10.0
-_LOCK_POLL = 0.1
 # Config fields that never change a run's result: a stored run may differ in them.
 _RESULT_NEUTRAL = ("data_workers", "bank_cache", "checkpoint_every")
 
@@ -107,16 +106,12 @@ class _Busy(Exception):
 def _acquire(lock_file: Path, wait: float) -> contextlib.ExitStack | None:
     """Hold ``lock_file`` (released when the returned stack closes), or None if another process keeps it
     for ``wait`` seconds."""
-    deadline = time.monotonic() + wait
-    while True:
-        held = contextlib.ExitStack()
-        try:
-            held.enter_context(advisory_lock(lock_file, _Busy()))
-            return held
-        except _Busy:
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(_LOCK_POLL)
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(advisory_lock(lock_file, _Busy(), wait=wait))
+    except _Busy:
+        return None
+    return held
 
 
 def _held_by_another(lock_file: Path) -> bool:
