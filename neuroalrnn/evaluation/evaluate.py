@@ -36,7 +36,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,14 +47,13 @@ from ..envs.trials import decision_choice, target_at_last_step, trial_scores
 from ..formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
 from ..storage import atomic_write, file_group, save_figure
 from ..system import jsonable
-from ..training import TEST_SEED_OFFSET, load_model, task_loss
+from ..training import TEST_SEED_OFFSET, LoadedRun, load_run, task_loss
 from ..training.config import (
     DEFAULT_TEST_TRIALS,
     NON_NEGATIVE_INTEGER,
     POSITIVE_INTEGER,
-    TrainConfig,
 )
-from ..training.rundir import load_checkpoint, read_metrics
+from ..training.rundir import read_metrics
 from .simulate import read_trials, simulate_batch, write_trials
 
 __all__ = [
@@ -179,19 +178,6 @@ def plot_psychometric(curve: xr.DataArray, path: str | Path, title: str = "") ->
     return save_figure(fig, path)
 
 
-class _LoadedRun(NamedTuple):
-    config: TrainConfig
-    model: torch.nn.Module
-    env: Any
-    step: int
-
-
-def _load_run(run_dir: Path) -> _LoadedRun:
-    """The run's config, trained model (refused when its weights are not finite), task and checkpoint step."""
-    config, model, env = load_model(run_dir)
-    return _LoadedRun(config, model, env, int(load_checkpoint(run_dir)["step"]))
-
-
 def evaluate_run(
     run_dir: str | os.PathLike,
     n_trials: int = DEFAULT_TEST_TRIALS,
@@ -234,11 +220,11 @@ def evaluate_run(
     (e.g. ``print``); None is silent.
     """
     run_dir = Path(run_dir)
-    return _evaluate(run_dir, _load_run(run_dir), n_trials, noise, seed, save=save, progress=progress)
+    return _evaluate(run_dir, load_run(run_dir), n_trials, noise, seed, save=save, progress=progress)
 
 
 def _evaluate(
-    run_dir: Path, run: _LoadedRun, n_trials: int, noise: bool, seed: int | None, *, save: bool, progress: Progress
+    run_dir: Path, run: LoadedRun, n_trials: int, noise: bool, seed: int | None, *, save: bool, progress: Progress
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     POSITIVE_INTEGER.check("n_trials", n_trials)
     seed = run.config.seed + TEST_SEED_OFFSET if seed is None else seed
@@ -259,7 +245,7 @@ def _evaluate(
 
 
 def _summary(
-    trials: xr.Dataset, run: _LoadedRun, run_dir: Path, *, seed: int, noise: bool, test_loss: float
+    trials: xr.Dataset, run: LoadedRun, run_dir: Path, *, seed: int, noise: bool, test_loss: float
 ) -> dict[str, Any]:
     from ..analyses.regimes import regime_statistics
 
@@ -364,7 +350,7 @@ def current_trials(run_dir: str | os.PathLike, n_trials: int | None = None, *, p
     run_dir = Path(run_dir)
     if n_trials is not None:
         POSITIVE_INTEGER.check("n_trials", n_trials)
-    run = _load_run(run_dir)
+    run = load_run(run_dir)
     path = run_dir / TRIALS_FILE
     if path.is_file():
         trials = read_trials(path)

@@ -11,6 +11,7 @@ from .data import bank_cache_path, batch_of_step, data_chunk, make_task, sample_
 from .trainer import (
     EVAL_SEED_OFFSET,
     TEST_SEED_OFFSET,
+    LoadedRun,
     Trainer,
     TrainingDiverged,
     TrainingInterrupted,
@@ -18,6 +19,7 @@ from .trainer import (
     decision_accuracy,
     learning_rate,
     load_model,
+    load_run,
     make_model,
     n_outputs,
     task_loss,
@@ -27,6 +29,7 @@ from .trainer import (
 
 __all__ = [
     "EVAL_SEED_OFFSET",
+    "LoadedRun",
     "TEST_SEED_OFFSET",
     "TrainConfig",
     "Trainer",
@@ -39,6 +42,7 @@ __all__ = [
     "decision_accuracy",
     "learning_rate",
     "load_model",
+    "load_run",
     "make_model",
     "make_task",
     "n_outputs",

@@ -256,19 +256,20 @@ def _read_metrics_file(run_dir: Path) -> list[dict[str, Any]]:
         raise RunDirectoryError(f"{path} is corrupt: {error}") from None
 
 
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+def read_metrics(run_dir: str | os.PathLike, *, checkpoint: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Every metrics row of the run, in step order, each step once.
 
     The rows up to the checkpoint's step come from the checkpoint (the
     authority; see the module); rows of later steps, which only a divergence
     leaves, from ``metrics.csv``. Without a checkpoint, or with one from before
-    checkpoints carried metrics, ``metrics.csv`` alone.
+    checkpoints carried metrics, ``metrics.csv`` alone. ``checkpoint``: the
+    run's checkpoint already loaded (it is not read again).
     """
     run_dir = Path(run_dir)
     from_file = _read_metrics_file(run_dir)
-    if not (run_dir / CHECKPOINT_FILE).is_file():
+    if checkpoint is None and not (run_dir / CHECKPOINT_FILE).is_file():
         return from_file
-    state = load_checkpoint(run_dir)
+    state = load_checkpoint(run_dir) if checkpoint is None else checkpoint
     if state.get("metrics") is None:
         return from_file
     return metrics_rows(state["metrics"]) + [row for row in from_file if row["step"] > state["step"]]
@@ -282,13 +283,15 @@ def sync_metrics(run_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> bool
     return True
 
 
-def restore_metrics(run_dir: str | os.PathLike) -> bool:
+def restore_metrics(run_dir: str | os.PathLike, *, checkpoint: dict[str, Any] | None = None) -> bool:
     """Rewrite ``metrics.csv`` from the checkpoint if a kill left it behind; whether it was rewritten.
 
     Skipped (False) while another process trains in the run (it rewrites the
-    file itself) or where the directory is not writable.
+    file itself) or where the directory is not writable. ``checkpoint``: the
+    checkpoint already loaded, for the first look (under the lock it is read
+    again, as another process may have written it meanwhile).
     """
-    if read_metrics(run_dir) == _read_metrics_file(Path(run_dir)):
+    if read_metrics(run_dir, checkpoint=checkpoint) == _read_metrics_file(Path(run_dir)):
         return False
     try:
         with exclusive(run_dir):

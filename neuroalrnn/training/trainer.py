@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -74,6 +74,7 @@ from .rundir import (
 
 __all__ = [
     "EVAL_SEED_OFFSET",
+    "LoadedRun",
     "TEST_SEED_OFFSET",
     "Trainer",
     "TrainingDiverged",
@@ -81,6 +82,7 @@ __all__ = [
     "accuracy_by_task",
     "decision_accuracy",
     "load_model",
+    "load_run",
     "learning_rate",
     "make_model",
     "n_outputs",
@@ -129,8 +131,26 @@ def n_outputs(env) -> int:
     return int(space.n) if hasattr(space, "n") else int(np.prod(space.shape))
 
 
+class LoadedRun(NamedTuple):
+    """A trained run as :func:`load_run` reads it: its config, model (eval mode), held-out task and checkpoint step."""
+
+    config: TrainConfig
+    model: nn.Module
+    env: Any
+    step: int
+
+
 def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
     """The config, the trained model (eval mode) and the task (its held-out version) of a run directory.
+
+    :func:`load_run` without the checkpoint step; its checks apply.
+    """
+    config, model, env, _ = load_run(run_dir)
+    return config, model, env
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """The config, the trained model (eval mode), the task (its held-out version) and the checkpoint step of a run.
 
     Refuses (RunDirectoryError) a checkpoint whose weights do not fit the
     config's model or are not finite. A ``metrics.csv`` that a kill left
@@ -144,8 +164,8 @@ def load_model(run_dir: str | Path) -> tuple[TrainConfig, nn.Module, Any]:
     env = make_task(config, held_out=True)
     model = make_model(config, env)
     _load_weights(model, state["model"], Path(run_dir) / CHECKPOINT_FILE)
-    restore_metrics(run_dir)
-    return config, model.eval(), env
+    restore_metrics(run_dir, checkpoint=state)
+    return LoadedRun(config, model.eval(), env, int(state["step"]))
 
 
 def _load_weights(model: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
