@@ -16,7 +16,7 @@ numpy only.
 
 from __future__ import annotations
 
-from .base import TaskEnv, TaskInterface, task_interface
+from .base import TaskEnv, TaskInterface, ideal_observer_accuracy, task_interface
 from .registry import describe_subtasks, gymnasium_id, held_out_options, list_tasks, make, register_gymnasium_envs
 from .stimulus_selection import StimulusSelection
 from .trials import TrialBatch, sample_trials
@@ -25,5 +25,5 @@ register_gymnasium_envs()
 
 __all__ = [
     "StimulusSelection", "TaskEnv", "TaskInterface", "TrialBatch", "describe_subtasks", "gymnasium_id",
-    "held_out_options", "list_tasks", "make", "register_gymnasium_envs", "sample_trials", "task_interface",
+    "held_out_options", "ideal_observer_accuracy", "list_tasks", "make", "register_gymnasium_envs", "sample_trials", "task_interface",
 ]  # fmt: skip

@@ -20,10 +20,14 @@ import numpy as np
 from gymnasium.spaces import Discrete
 from neurogym.core import TrialEnv
 
-__all__ = ["SCORINGS", "TARGET_KINDS", "TaskEnv", "TaskInterface", "space_labels", "task_interface"]
+__all__ = [
+    "REGRESSION_SCORINGS", "SCORINGS", "TARGET_KINDS", "TaskEnv", "TaskInterface", "ideal_observer_accuracy",
+    "space_labels", "task_interface",
+]  # fmt: skip
 
 TARGET_KINDS = ("class", "regression")
-SCORINGS = ("choice", "steps", "regression")
+SCORINGS = ("choice", "steps", "regression", "ring")
+REGRESSION_SCORINGS = ("regression", "ring")
 
 
 class TaskEnv(TrialEnv):
@@ -69,6 +73,18 @@ class TaskEnv(TrialEnv):
     output_names: tuple[str, ...] = ()
     task_names: tuple[str, ...] = ()
 
+    def ideal_observer_accuracy(self, batch: Any) -> np.ndarray | None:
+        """(trial,) the probability that an ideal observer answers each trial of ``batch`` correctly; None: not defined.
+
+        A task with noisy evidence overrides this: the observer knows the
+        task's generative model (its conditions' distribution, the noise, the
+        timing) and sees the trial's noisy inputs, so its accuracy is the
+        ceiling no network can beat. ``batch`` is a
+        :class:`~neuroalrnn.envs.trials.TrialBatch` sampled from this env;
+        entries may be NaN for trials of a task without noisy evidence.
+        """
+        return None
+
     def reset(self, seed: int | None = None, options: dict | None = None):
         """Gymnasium reset; a ``seed`` also re-seeds the trials (``self.seed``), so a seeded reset repeats them.
 
@@ -99,6 +115,21 @@ class TaskInterface:
     task_names: tuple[str, ...]
 
 
+def ideal_observer_accuracy(env: Any, batch: Any) -> np.ndarray | None:
+    """(trial,) :meth:`TaskEnv.ideal_observer_accuracy` of ``env`` (a wrapper stack is unwrapped); None for NeuroGym envs."""
+    base = env.unwrapped
+    if not isinstance(base, TaskEnv):
+        return None
+    accuracy = base.ideal_observer_accuracy(batch)
+    if accuracy is None:
+        return None
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if accuracy.shape != (batch.n_trials,):
+        raise ValueError(f"{type(base).__name__}.ideal_observer_accuracy gave shape {accuracy.shape}, "
+                         f"expected ({batch.n_trials},)")
+    return accuracy
+
+
 def task_interface(env: Any) -> TaskInterface:
     """The task interface of ``env`` (a NeuroGym ``TrialEnv`` or a wrapper over one).
 
@@ -113,11 +144,11 @@ def task_interface(env: Any) -> TaskInterface:
     base = env.unwrapped
     declared = base if isinstance(base, TaskEnv) else TaskEnv
     target_kind, scoring = declared.target_kind, declared.scoring
-    paired = (target_kind == "regression") == (scoring == "regression")
+    paired = (target_kind == "regression") == (scoring in REGRESSION_SCORINGS)
     if target_kind not in TARGET_KINDS or scoring not in SCORINGS or not paired:
         raise ValueError(
             f"{type(base).__name__} declares target_kind={target_kind!r}, scoring={scoring!r}; valid: "
-            "target_kind 'class' with scoring 'choice' or 'steps', or 'regression' with 'regression'"
+            "target_kind 'class' with scoring 'choice' or 'steps', or 'regression' with 'regression' or 'ring'"
         )
     return TaskInterface(
         epoch_names=tuple(declared.epoch_names),

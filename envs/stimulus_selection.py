@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 import numpy as np
 from neurogym.utils import spaces
+from scipy.stats import norm
 
 from .base import TaskEnv
 from .options import check_number, check_timing
@@ -125,6 +126,23 @@ class StimulusSelection(TaskEnv):
         self.add_randn(0, self.sigma, period="stimulus", where="colour")
         self.set_groundtruth(trial["ground_truth"], period="decision")
         return trial
+
+    def ideal_observer_accuracy(self, batch) -> np.ndarray:
+        """(trial,) Φ(|c| √n / σ): the ideal observer's accuracy on each trial.
+
+        c is the trial's relevant coherence (``coh_relevant``), n its number
+        of stimulus steps and σ the noise std per step. The observer knows
+        the context, σ and that the sign of c is ± with equal probability
+        and its magnitude is drawn from ``cohs`` independently of the sign;
+        the likelihood ratio of "right" over "left" then grows with the
+        summed relevant input Σ_t x_t ~ N(n c, n σ²), so the optimal answer
+        is its sign, correct with probability Φ(|c| √n / σ) (1 at σ = 0).
+        """
+        steps = batch.epoch_mask("stimulus").sum(axis=1)
+        signal = np.abs(np.asarray(batch.conditions["coh_relevant"], dtype=np.float64)) * np.sqrt(steps)
+        if self.sigma == 0:
+            return np.where(signal > 0, 1.0, 0.5)
+        return norm.cdf(signal / self.sigma)
 
     def _step(self, action):
         reward = 0.0

@@ -16,16 +16,26 @@ from .base import SCORINGS, task_interface
 from .epochs import canonical_epoch_map
 
 __all__ = [
+    "RING_TOLERANCE",
     "WEIGHTINGS",
     "TrialBatch",
     "decision_choice",
+    "population_vector",
     "sample_trials",
     "target_at_last_step",
     "trial_scores",
+    "yang_cost_mask",
 ]
 
-WEIGHTINGS = ("epoch", "uniform")
+WEIGHTINGS = ("epoch", "uniform", "yang")
 PAD_EPOCH = -1
+# Yang et al. (2019)'s cost mask (github.com/gyyang/multitask, task.py, Trial.add_c_mask): no cost in
+# the first 100 ms, 1 before the response, none in a 100 ms grace period after it starts, 5 after.
+YANG_UNCHECKED_MS = 100.0
+YANG_PRE_RESPONSE_COST = 1.0
+YANG_POST_RESPONSE_COST = 5.0
+# Yang et al.'s get_perf: a response counts when its population-vector angle is within 0.2π of the target.
+RING_TOLERANCE = 0.2 * np.pi
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,8 @@ class TrialBatch:
             ``"choice"`` (majority vote of the argmax vs the target at the last
             decision step), ``"steps"`` (each decision step's argmax vs its own
             target; a trial scores the fraction correct) or ``"regression"``
-            (correct when every decision output is within ``tolerance`` of its target).
+            (correct when every decision output is within ``tolerance`` of its target)
+            or ``"ring"`` (Yang et al.'s ``get_perf`` at the last step; see :func:`trial_scores`).
         tolerance: the regression tolerance.
         canonical_epochs: each of ``epoch_names`` -> its canonical epoch (see ``envs.epochs``).
     """
@@ -182,7 +193,17 @@ def trial_scores(
       decision step, else 0;
     * ``"steps"``: the fraction of decision steps t with argmax_o y_{t,o} = target_t;
     * ``"regression"``: 1 if max over decision steps and outputs of
-      |y_{t,o} − target_{t,o}| < ``tolerance``, else 0.
+      |y_{t,o} − target_{t,o}| < ``tolerance``, else 0;
+    * ``"ring"``: Yang et al. (2019)'s ``get_perf`` (github.com/gyyang/multitask,
+      ``network.py``) at each trial's last decision step, on ŷ = sigmoid(y), for
+      outputs laid out as [fixation, ring of R directions at 2πr/R]: the
+      network fixates iff ŷ_fix > 0.5, and its response direction is the
+      population vector arg(Σ_r ŷ_r e^{i2πr/R}). The target says "fixate" iff
+      target_fix > 0.5, else its direction is the population vector of the
+      target ring (Yang's targets: a bump at the response direction over a
+      flat 0.05, so this is the direction itself). A trial scores 1 if it
+      should fixate and does, or should respond, does not fixate and responds
+      within :data:`RING_TOLERANCE` (0.2π) of the target direction.
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
@@ -194,9 +215,26 @@ def trial_scores(
     if scoring == "steps":
         hits = (outputs.argmax(axis=-1) == targets) & decision_mask
         return hits.sum(axis=1) / decision_mask.sum(axis=1)
+    if scoring == "ring":
+        last = decision_mask.shape[1] - 1 - np.argmax(decision_mask[:, ::-1], axis=1)
+        rows = np.arange(len(last))
+        response = 1.0 / (1.0 + np.exp(-np.asarray(outputs[rows, last], dtype=np.float64)))
+        target = np.asarray(targets[rows, last], dtype=np.float64)
+        should_fixate = target[:, 0] > 0.5
+        fixating = response[:, 0] > 0.5
+        difference = population_vector(response[:, 1:]) - population_vector(target[:, 1:])
+        distance = np.abs(np.angle(np.exp(1j * difference)))  # circular distance in [0, π]
+        on_target = distance < RING_TOLERANCE
+        return np.where(should_fixate, fixating, ~fixating & on_target).astype(np.float64)
     error = np.abs(outputs - targets).max(axis=-1)
     worst = np.where(decision_mask, error, 0.0).max(axis=1)
     return (worst < tolerance).astype(np.float64)
+
+
+def population_vector(ring: np.ndarray) -> np.ndarray:
+    """(...,) the direction in [0, 2π) of ``ring`` (..., R), unit r preferring 2πr/R: arg Σ_r ring_r e^{i2πr/R}."""
+    preferred = 2 * np.pi * np.arange(ring.shape[-1]) / ring.shape[-1]
+    return np.mod(np.arctan2(ring @ np.sin(preferred), ring @ np.cos(preferred)), 2 * np.pi)
 
 
 def target_at_last_step(targets: np.ndarray, in_epoch: np.ndarray, epoch_name: str = "decision") -> np.ndarray:
@@ -225,7 +263,13 @@ def sample_trials(
       w_t = L / (E · n_e(t)), with L the trial's length, E its number of epochs
       and n_e the length of the epoch containing t (a one-step decision epoch
       counts as much as a long fixation);
-    * ``weighting="uniform"`` — w_t = 1.
+    * ``weighting="uniform"`` — w_t = 1;
+    * ``weighting="yang"`` — Yang et al. (2019)'s cost mask, from the
+      ``decision`` epoch's start t_go and dt: 0 for the first 100 ms, 1 until
+      t_go, 0 for 100 ms after it, then 5 (his ``pre_offs = t_go``,
+      ``post_ons = t_go + 100 ms``). A step's weight multiplies the error
+      inside the square in :func:`neuroalrnn.training.task_loss`'s ``"yang"``
+      loss, as in his code.
 
     Steps in the ``decision`` epoch are then multiplied by ``decision_weight``.
     """
@@ -287,7 +331,11 @@ def sample_trials(
         epoch[i, : len(ep)] = ep
         mask[i, : len(ob)] = True
 
-    weight = _loss_weights(epoch, mask, weighting)
+    if weighting == "yang":
+        decision = epoch == epoch_names.index("decision") if "decision" in epoch_names else np.zeros_like(mask)
+        weight = yang_cost_mask(decision, mask, float(base.dt))
+    else:
+        weight = _loss_weights(epoch, mask, weighting)
     if "decision" in epoch_names:
         weight[epoch == epoch_names.index("decision")] *= decision_weight
 
@@ -339,6 +387,23 @@ def _loss_weights(epoch: np.ndarray, mask: np.ndarray, weighting: str) -> np.nda
     per_step = np.take_along_axis(counts, code, axis=1)  # n_e(t)
     with np.errstate(divide="ignore", invalid="ignore"):
         weight = length / (n_epochs * per_step)
+    return np.where(mask, weight, 0.0)
+
+
+def yang_cost_mask(decision: np.ndarray, mask: np.ndarray, dt: float) -> np.ndarray:
+    """(trial, time) Yang et al.'s cost mask (see :func:`sample_trials`) given each trial's ``decision`` steps.
+
+    The step counts are Yang's: ``int(100 / dt)`` unchecked and grace steps.
+    """
+    if not decision.any(axis=1).all():
+        raise ValueError("weighting='yang' needs a 'decision' epoch (the response) in every trial")
+    n_steps = decision.shape[1]
+    step = np.arange(n_steps)[None, :]
+    go = np.argmax(decision, axis=1)[:, None]
+    skipped = int(YANG_UNCHECKED_MS / dt)
+    weight = np.zeros(decision.shape, dtype=np.float64)
+    weight[step >= go + skipped] = YANG_POST_RESPONSE_COST
+    weight[(step >= skipped) & (step < go)] = YANG_PRE_RESPONSE_COST
     return np.where(mask, weight, 0.0)
 
 

@@ -756,6 +756,10 @@ EVALUATION = FileFormat(
         Field("checkpoint_step", "integer", "training step of the checkpoint evaluated", since=1),
         Field("steps", "integer", "the run's configured training steps", since=1),
         Field("stopped_early", "boolean", "checkpoint_step < steps", since=1),
+        Field("ceiling", "number", "mean ideal-observer accuracy over the trials whose task has noisy evidence "
+              "(null: none has)", nullable=True, required=False),
+        Field("ceiling_by_task", "mapping", "ideal-observer accuracy per task with noisy evidence, in the task "
+              "order", required=False),
     ),
     renamed_in_version_0={"by_task": "accuracy_by_task"},
 )

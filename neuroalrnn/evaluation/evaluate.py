@@ -205,6 +205,9 @@ def evaluate_run(
     - ``test_loss``: the training loss (with the run's weighting and decision
       weight) on the test trials; ``final_loss``: the loss of the last
       training step in metrics.csv (None without one);
+    - ``ceiling`` and ``ceiling_by_task``: the ideal observer's accuracy on
+      the same trials (the task's ``ideal_observer_accuracy``), for tasks with
+      noisy evidence; None / {} where no task has one;
     - ``regimes_used`` and ``switch_fraction``: distinct regimes on valid
       steps and the fraction of consecutive valid steps at which any
       nonlinear unit changes sign
@@ -235,6 +238,7 @@ def _evaluate(
     trials = simulate_batch(run.model, batch, seed=seed, noise=bool(noise), checkpoint_step=run.step,
                             config=run.config.to_dict())
     summary = _summary(trials, run, run_dir, seed=seed, noise=bool(noise), test_loss=_test_loss(trials, batch))
+    summary.update(_ceilings(envs.ideal_observer_accuracy(run.env, batch), batch, summary["accuracy_by_task"]))
     trials.attrs[SUMMARY_ATTRIBUTE] = _summary_json(summary)
     if progress is not None:
         how = "with recurrent noise" if noise else "noiseless"
@@ -277,6 +281,19 @@ def _summary(
         summary["regimes_used"] = int(statistics["n_regimes"])
         summary["switch_fraction"] = float(statistics["switch_fraction"])
     return summary
+
+
+def _ceilings(accuracy: np.ndarray | None, batch: envs.TrialBatch, by_task: dict[str, float]) -> dict[str, Any]:
+    """``ceiling`` and ``ceiling_by_task``: the ideal observer's mean accuracy overall and per task (defined ones only)."""
+    if accuracy is None or np.isnan(accuracy).all():
+        return {"ceiling": None, "ceiling_by_task": {}}
+    names = [name for name in by_task if name in batch.task_names]
+    per_task = {name: accuracy[batch.task == batch.task_names.index(name)] for name in names}
+    return {
+        "ceiling": float(np.nanmean(accuracy)),
+        "ceiling_by_task": {name: float(np.mean(values)) for name, values in per_task.items()
+                            if len(values) and not np.isnan(values).any()},
+    }
 
 
 def _test_loss(trials: xr.Dataset, batch: envs.TrialBatch) -> float:

@@ -25,6 +25,7 @@ from .trainer import (
     task_loss,
     weighted_cross_entropy,
     weighted_squared_error,
+    yang_squared_error,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "task_loss",
     "weighted_cross_entropy",
     "weighted_squared_error",
+    "yang_squared_error",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "POSITIVE_INTEGER",
     "RENAMED_FIELDS",
     "SCHEDULES",
+    "TASK_TRAINING",
     "TrainConfig",
 ]
 
@@ -142,7 +143,12 @@ class TrainConfig:
 
     Task: ``task`` name and ``task_kwargs`` for its constructor; the loss
     weighting ``weighting`` ("epoch": each epoch of a trial weighs the same;
-    "uniform") times ``decision_weight`` on decision steps.
+    "uniform"; "yang": Yang et al.'s cost mask) times ``decision_weight`` on
+    decision steps. The loss itself follows the task's targets (see
+    :func:`neuroalrnn.training.task_loss`). A task may come with training
+    settings of its own (:data:`TASK_TRAINING`, e.g. Yang et al.'s for
+    ``yang19-faithful``): :meth:`for_task` applies them, as the CLI and
+    sweeps do; the constructor does not.
 
     Optimisation: ``steps`` of ``batch_size`` fresh trials, ``optimizer``
     (adam, radam), ``lr`` with ``schedule`` (constant; cosine to 5 % of lr;
@@ -189,7 +195,8 @@ class TrainConfig:
     slope: float = _setting(0.0, FRACTION, "leaky slope α of the P units (0 = ReLU, 1 = linear)")
     init: str = _setting("stable", Constraint("choice", choices=INITIALISATIONS), "initialisation (see ALRNN)")
     weighting: str = _setting("epoch", Constraint("choice", choices=WEIGHTINGS),
-                              "loss weights: epoch (each epoch of a trial equal) or uniform")
+                              "loss weights: epoch (each epoch of a trial equal), uniform, or yang "
+                              "(Yang et al. 2019's cost mask)")
     decision_weight: float = _setting(1.0, NON_NEGATIVE_NUMBER, "extra factor on the loss of decision steps")
     steps: int = _setting(2000, POSITIVE_INTEGER, "training steps")
     batch_size: int = _setting(32, POSITIVE_INTEGER, "trials per step")
@@ -229,6 +236,19 @@ class TrainConfig:
                     f"n_nonlinear (P) must lie in [0, n_units={self.n_units}], got {self.n_nonlinear}"
                 )
 
+    @classmethod
+    def for_task(cls, **values: Any) -> TrainConfig:
+        """The config of ``values``, with the task's training settings (:data:`TASK_TRAINING`) for fields not given.
+
+        ``task_kwargs`` merge: the task's come first, the given ones override them.
+        """
+        task = values.get("task", cls.task)
+        preset = {name: dict(value) if isinstance(value, Mapping) else value
+                  for name, value in TASK_TRAINING.get(task, {}).items()}
+        if "task_kwargs" in values and "task_kwargs" in preset:
+            values = {**values, "task_kwargs": {**preset["task_kwargs"], **values["task_kwargs"]}}
+        return cls(**{**preset, **values})
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -259,6 +279,20 @@ CONSTRAINTS: dict[str, Constraint] = {
     item.name: item.metadata["constraint"] for item in dataclasses.fields(TrainConfig)
 }
 """Field name -> the values it accepts: the one table every check of a TrainConfig value uses."""
+
+# Yang et al. (2019)'s training settings (github.com/gyyang/multitask, train.py get_default_hp):
+# batch 64, Adam at lr 1e-3, fresh trials every step, one task and one timing per batch, the
+# least-squares cost mask, and recurrent noise σ_rec = 0.05 entering his leaky update
+# h_t = (1 − α) h_{t−1} + α f(… + √(2/α) σ_rec ξ_t) with α = dt/τ = 0.2: on the state that is a
+# std of α·√(2/α)·σ_rec = √(2α)·σ_rec, the σ_rec our update z_t = … + σ_rec ξ_t adds directly.
+YANG_RECURRENT_NOISE = math.sqrt(2 * 0.2) * 0.05
+TASK_TRAINING: dict[str, dict[str, Any]] = {
+    "yang19-faithful": {
+        "weighting": "yang", "noise_std": YANG_RECURRENT_NOISE, "batch_size": 64, "optimizer": "adam",
+        "lr": 1e-3, "schedule": "constant", "bank_size": 0, "task_kwargs": {"trials_per_draw": 64},
+    },
+}  # fmt: skip
+"""Task name -> the training settings :meth:`TrainConfig.for_task` (the CLI, sweeps) uses unless told otherwise."""
 
 RENAMED_FIELDS: dict[str, str] = {}
 """Old config.json key -> its current TrainConfig field, mapped by :meth:`TrainConfig.from_dict`.

@@ -88,6 +88,7 @@ __all__ = [
     "n_outputs",
     "task_loss",
     "weighted_cross_entropy",
+    "yang_squared_error",
     "weighted_squared_error",
 ]
 
@@ -209,10 +210,41 @@ def weighted_squared_error(outputs: torch.Tensor, targets: torch.Tensor, weight:
     return (per_step * weight).sum() / (weight > 0).sum().clamp(min=1)
 
 
+YANG_FIXATION_COST = 2.0
+"""Yang et al.'s cost-mask factor on the fixation output (task.py, ``Trial.add_c_mask``: "Fixation is important")."""
+
+
+def yang_squared_error(outputs: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """Yang et al. (2019)'s least-squares loss: L = Σ_{n,t,o} (c_{n,t,o} (target_{n,t,o} − σ(y_{n,t,o})))² / (N_valid · O).
+
+    σ is the logistic sigmoid (his outputs are sigmoid units), c_{n,t,o} =
+    w_{n,t} · f_o with w the cost mask (``weighting="yang"``) and f_0 = 2 on
+    the fixation output (output 0), f_o = 1 on the ring outputs. As in his
+    code (``network.py``: ``reduce_mean(square((y − ŷ) · c_mask))``) the mask
+    multiplies the error inside the square, and the mean runs over every
+    valid step and output, the unweighted ones included (N_valid = number of
+    valid steps, so padding does not change the scale).
+    """
+    factor = torch.ones(outputs.shape[-1], dtype=outputs.dtype, device=outputs.device)
+    factor[0] = YANG_FIXATION_COST
+    cost = weight.to(outputs.dtype).unsqueeze(-1) * factor
+    error = (cost * (targets - torch.sigmoid(outputs))).square().sum()
+    return error / (mask.sum().clamp(min=1) * outputs.shape[-1])
+
+
 def task_loss(outputs: torch.Tensor, batch: envs.TrialBatch) -> torch.Tensor:
-    """The batch's loss: weighted cross-entropy for class targets, weighted squared error for regression."""
+    """The batch's loss, set by its targets and scoring.
+
+    Class targets: :func:`weighted_cross_entropy`; regression targets:
+    :func:`weighted_squared_error`; Yang et al.'s ring targets (scoring
+    ``"ring"``): :func:`yang_squared_error` on sigmoid outputs, the objective
+    his ``get_perf`` scoring is defined for.
+    """
     targets = torch.from_numpy(batch.targets)
     weight = torch.from_numpy(batch.weight)
+    if batch.scoring == "ring":
+        return yang_squared_error(outputs, targets.to(outputs.dtype), weight, torch.from_numpy(batch.mask))
     if batch.target_kind == "regression":
         return weighted_squared_error(outputs, targets.to(outputs.dtype), weight)
     return weighted_cross_entropy(outputs, targets, weight)

@@ -293,7 +293,7 @@ def _train_config(given: dict[str, object]) -> TrainConfig:
             raise ValueError(f"--nonlinear applies to --model alrnn only; model {model!r} has its P fixed "
                              "(linear: 0, plrnn: M) or none (tanh, gru, lstm)")
         values["n_nonlinear"] = None
-    return TrainConfig(**values)
+    return TrainConfig.for_task(**values)
 
 
 def _train(args) -> int:
@@ -326,13 +326,17 @@ def _train(args) -> int:
     return 0
 
 
-def _print_task_table(by_task: dict[str, float]) -> None:
+def _print_task_table(by_task: dict[str, float], ceilings: dict[str, float] | None = None) -> None:
+    """Accuracy per task, with the ideal observer's beside it (and the fraction of it reached) where known."""
+    ceilings = ceilings or {}
     values = list(by_task.values())
     width = max(map(len, by_task))
-    print(f"  {'task':<{width}}  accuracy")
+    print(f"  {'task':<{width}}  accuracy" + ("  ideal observer  of ideal" if ceilings else ""))
     for name, accuracy in by_task.items():
-        print(f"  {name:<{width}}  {accuracy:.3f}")
-    print(f"  {'mean':<{width}}  {sum(values) / len(values):.3f}   (min {min(values):.3f})")
+        ceiling = ceilings.get(name)
+        extra = f"  {ceiling:14.3f}  {accuracy / ceiling:7.0%}" if ceiling else ""
+        print(f"  {name:<{width}}  {accuracy:8.3f}{extra}")
+    print(f"  {'mean':<{width}}  {sum(values) / len(values):8.3f}   (min {min(values):.3f})")
 
 
 def _evaluate(args) -> int:
@@ -347,8 +351,12 @@ def _evaluate(args) -> int:
     trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed)
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
           f"scoring {summary['scoring']})")
+    ceilings = summary.get("ceiling_by_task") or {}
     if len(summary["accuracy_by_task"]) > 1:
-        _print_task_table(summary["accuracy_by_task"])
+        _print_task_table(summary["accuracy_by_task"], ceilings)
+    elif summary.get("ceiling") is not None:
+        print(f"ideal observer: {summary['ceiling']:.3f} on the same trials "
+              f"(the network reaches {summary['accuracy'] / summary['ceiling']:.0%} of it)")
     if summary["decision_mse"] is not None:
         print(f"decision-epoch MSE: {summary['decision_mse']:.4f} (tolerance {trials.attrs['tolerance']:g})")
     categorical = [name for name, coord in trials.coords.items()

@@ -370,7 +370,7 @@ def _expand(fixed: dict, grid: dict[str, tuple]) -> tuple[list[GridPoint], list[
             continue
         seen_names[name] = coords
         try:
-            config = TrainConfig(**values)
+            config = TrainConfig.for_task(**values)
         except (ValueError, TypeError) as error:
             problems.append(f"run {name}: {error}")
             continue
