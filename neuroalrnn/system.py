@@ -16,7 +16,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available_cores", "die_with_parent", "jsonable"]
+__all__ = ["DEVICES", "available_cores", "die_with_parent", "jsonable", "resolve_device"]
+
+DEVICES = ("cpu", "cuda", "auto")
+"""Where tensors live: ``cpu``, ``cuda`` (the current CUDA device) or ``auto`` (cuda when one is available)."""
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _WATCH_INTERVAL = 0.5  # seconds between the watchdog's looks at the parent process
@@ -27,6 +30,23 @@ def available_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def resolve_device(name: str) -> str:
+    """The device ``name`` (one of :data:`DEVICES`) stands for on this machine: ``"cpu"`` or ``"cuda"``.
+
+    Raises ValueError for an unknown name, or for ``cuda`` where torch sees no CUDA device.
+    """
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but torch sees no CUDA device on this machine "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu")
+    return name
 
 
 def jsonable(value: Any) -> Any:

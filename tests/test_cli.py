@@ -206,7 +206,7 @@ def test_resume_refuses_settings_other_than_steps(tmp_path, capsys):
     assert main(["train", "--out", str(run), *SMALL]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--steps", "9", "--units", "12", "--lr", "0.1"]) == 1
-    assert "only --steps and --bank-cache may change, but --units, --lr was given" in _error_line(capsys)
+    assert "only --steps, --bank-cache and --device may change, but --units, --lr was given" in _error_line(capsys)
     assert load_checkpoint(run)["step"] == 6
 
 

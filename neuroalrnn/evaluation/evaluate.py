@@ -46,7 +46,7 @@ from .. import envs
 from ..envs.trials import decision_choice, target_at_last_step, trial_scores
 from ..formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
 from ..storage import atomic_write, file_group, save_figure
-from ..system import jsonable
+from ..system import jsonable, resolve_device
 from ..training import TEST_SEED_OFFSET, LoadedRun, load_run, task_loss
 from ..training.config import (
     DEFAULT_TEST_TRIALS,
@@ -185,6 +185,7 @@ def evaluate_run(
     seed: int | None = None,
     *,
     save: bool = True,
+    device: str = "cpu",
     progress: Progress = None,
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     """Simulate ``n_trials`` held-out test trials of the run in ``run_dir`` and summarise them.
@@ -219,11 +220,15 @@ def evaluate_run(
     - ``format_version`` of the ``evaluation.json`` format (:mod:`neuroalrnn.formats`).
 
     ``save=True`` writes ``trials.nc`` and ``evaluation.json`` as one unit
-    (:func:`write_evaluation`). ``progress`` receives one line per stage
+    (:func:`write_evaluation`). ``device``: where the model runs (cpu,
+    cuda, auto; see :func:`neuroalrnn.system.resolve_device`); recurrent noise
+    is drawn on the CPU, so the trials do not depend on it beyond rounding. ``progress`` receives one line per stage
     (e.g. ``print``); None is silent.
     """
     run_dir = Path(run_dir)
-    return _evaluate(run_dir, load_run(run_dir), n_trials, noise, seed, save=save, progress=progress)
+    run = load_run(run_dir)
+    run.model.to(resolve_device(device))
+    return _evaluate(run_dir, run, n_trials, noise, seed, save=save, progress=progress)
 
 
 def _evaluate(

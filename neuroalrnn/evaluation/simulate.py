@@ -76,10 +76,11 @@ def simulate_batch(
     model.train(noise)
     try:
         with torch.no_grad():
-            outputs, latents = model(torch.from_numpy(batch.inputs).to(_dtype(model)))
+            parameter = next(model.parameters())
+            outputs, latents = model(torch.from_numpy(batch.inputs).to(parameter.device, parameter.dtype))
     finally:
         model.train(was_training)
-    return trials_dataset(batch, outputs.numpy(), latents.numpy(), model, seed=seed, config=config, noise=noise,
+    return trials_dataset(batch, outputs.cpu().numpy(), latents.cpu().numpy(), model, seed=seed, config=config, noise=noise,
                           checkpoint_step=checkpoint_step)
 
 

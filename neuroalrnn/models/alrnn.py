@@ -164,7 +164,7 @@ class ALRNN(nn.Module):
         # The input term C s_t + h for every t in one matrix product.
         drive = inputs @ self.C.T + self.h
         if self.training and self.noise_std > 0:
-            drive = drive + self.noise_std * torch.randn_like(drive)
+            drive = drive + self.noise_std * recurrent_noise(drive.shape, drive)
         z = inputs.new_zeros(batch, self.n_units) if z0 is None else z0
         latents = []
         for t in range(n_steps):
@@ -200,6 +200,16 @@ class ALRNN(nn.Module):
             for name in PARAMETER_NAMES:
                 getattr(model, name).copy_(torch.from_numpy(getattr(params, name)))
         return model
+
+
+def recurrent_noise(shape: tuple[int, ...] | torch.Size, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of ``shape`` with ``like``'s dtype and device, drawn from torch's CPU generator.
+
+    Drawn on the CPU and then moved, so the same ``torch.manual_seed`` gives
+    the same noise on any device, and a checkpoint's CPU RNG state
+    (``torch.get_rng_state``) is all a resumed run needs.
+    """
+    return torch.randn(tuple(shape), dtype=like.dtype).to(like.device, non_blocking=True)
 
 
 def bits_to_codes(bits: np.ndarray) -> np.ndarray:

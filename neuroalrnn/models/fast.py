@@ -48,7 +48,7 @@ import threading
 import torch
 from torch.autograd.function import once_differentiable
 
-from .alrnn import ALRNN, _check_inputs
+from .alrnn import ALRNN, _check_inputs, recurrent_noise
 
 __all__ = ["ALRNNFunction", "alrnn_forward_fast"]
 
@@ -102,9 +102,9 @@ def alrnn_forward_fast(
             raise TypeError(f"{name} must have the model's dtype {inputs.dtype}, got {tensor.dtype}")
     noise_scale = 1.0
     if noise is None and model.training and model.noise_std > 0:
-        # The draw of torch.randn_like(drive) in ALRNN.forward (same shape, order and dtype);
+        # The draw ALRNN.forward makes (same shape, order and dtype);
         # σ_rec multiplies it as it goes into S, which saves a pass over it.
-        noise = torch.randn(batch, n_steps, n_units, dtype=inputs.dtype, device=inputs.device)
+        noise = recurrent_noise((batch, n_steps, n_units), inputs)
         noise_scale = model.noise_std
     if noise is not None and tuple(noise.shape) != (batch, n_steps, n_units):
         raise ValueError(

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..envs.trials import WEIGHTINGS
 from ..models import INITIALISATIONS, MODEL_KINDS
+from ..system import DEVICES
 
 __all__ = [
     "CONSTRAINTS",
@@ -176,6 +177,12 @@ class TrainConfig:
     NeuroGym versions), so a rerun or another run on the same task loads them
     instead of sampling again (None = no cache). It does not change results.
 
+    ``device``: where the model, its optimiser state and each step's tensors
+    live (cpu, cuda, auto). Initial weights and recurrent noise are drawn on
+    the CPU, so a seed gives the same initial weights and noise on any device;
+    the arithmetic differs in rounding between devices. A Trainer records the
+    device it resolved (``auto`` becomes ``cpu`` or ``cuda``) in config.json.
+
     Bookkeeping: ``checkpoint_every`` steps, ``eval_every`` steps on
     ``eval_trials`` held-out trials, and ``target_accuracy`` (stop once the
     held-out decision accuracy reaches it; 0 = never stop early).
@@ -221,6 +228,9 @@ class TrainConfig:
                                         "train on one fixed set of N trials (low-data regime); "
                                         "evaluation stays held out")
     fast_step: bool = _setting(True, Constraint("flag"), "train the AL-RNN with the fast step (else plain autograd)")
+    device: str = _setting("cpu", Constraint("choice", choices=DEVICES),
+                           "where the model and each step's tensors live: cpu, cuda, or auto (cuda when "
+                           "available); a run records the device it used")
     bank_cache: str | None = _setting(None, Constraint("text", optional=True),
                                       "cache sampled trial banks in this directory, keyed by the task's "
                                       "full configuration")

@@ -38,6 +38,7 @@ from ..formats import FORMAT_VERSION, FormatError, validate
 from ..models import ALRNN, build_model
 from ..models.fast import alrnn_forward_fast
 from ..storage import recover_file_groups
+from ..system import resolve_device
 from .config import TrainConfig
 from .data import (
     _as_is,
@@ -241,10 +242,11 @@ def task_loss(outputs: torch.Tensor, batch: envs.TrialBatch) -> torch.Tensor:
     ``"ring"``): :func:`yang_squared_error` on sigmoid outputs, the objective
     his ``get_perf`` scoring is defined for.
     """
-    targets = torch.from_numpy(batch.targets)
-    weight = torch.from_numpy(batch.weight)
+    device = outputs.device
+    targets = torch.from_numpy(batch.targets).to(device)
+    weight = torch.from_numpy(batch.weight).to(device)
     if batch.scoring == "ring":
-        return yang_squared_error(outputs, targets.to(outputs.dtype), weight, torch.from_numpy(batch.mask))
+        return yang_squared_error(outputs, targets.to(outputs.dtype), weight, torch.from_numpy(batch.mask).to(device))
     if batch.target_kind == "regression":
         return weighted_squared_error(outputs, targets.to(outputs.dtype), weight)
     return weighted_cross_entropy(outputs, targets, weight)
@@ -343,12 +345,14 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, run_dir: str | Path, *, progress: bool = True) -> None:
         config = _checked_data_settings(config)
+        config = config.replace(device=resolve_device(config.device))  # config.json records the device used
         self.config = config
+        self.device = torch.device(config.device)
         self.run_dir = Path(run_dir)
         self.progress = progress
         self.env = make_task(config)
         torch.manual_seed(config.seed)
-        self.model = make_model(config, self.env)
+        self.model = make_model(config, self.env).to(self.device)  # initialised on the CPU: the same on any device
         # Fused Adam (and foreach RAdam) do the update in a few kernels instead of a loop over tensors.
         if config.optimizer == "radam":
             self.optimizer = torch.optim.RAdam(self.model.parameters(), lr=config.lr, foreach=True)
@@ -372,9 +376,12 @@ class Trainer:
     @classmethod
     def resume(
         cls, run_dir: str | Path, *, steps: int | None = None, bank_cache: str | os.PathLike | None = None,
-        progress: bool = True,
+        device: str | None = None, progress: bool = True,
     ) -> Trainer:
         """Continue the run in ``run_dir`` from its checkpoint (optionally to a new total of ``steps``).
+
+        ``device``: continue on another device than the one recorded (e.g. a
+        run started on a GPU machine, continued on a laptop's CPU).
 
         ``bank_cache``: the trial-bank cache directory to use from now on
         (relative to the current directory, as on a command line). Without it
@@ -394,6 +401,8 @@ class Trainer:
                 f"the run in {run_dir} is already at step {state['step']}, past the {steps} steps asked for; "
                 f"nothing was changed (ask for more than {state['step']} steps to train further)"
             )
+        if device is not None:
+            config = config.replace(device=device)
         if bank_cache is not None:
             config = config.replace(bank_cache=str(bank_cache))
         elif config.bank_cache is not None and not is_inside(run_dir, config.bank_cache):
@@ -484,8 +493,9 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         with torch.no_grad():
-            outputs, _ = self.model(torch.from_numpy(self._eval_batch.inputs))
+            outputs, _ = self.model(torch.from_numpy(self._eval_batch.inputs).to(self.device))
         self.model.train(was_training)
+        outputs = outputs.cpu()
         self.eval_by_task = accuracy_by_task(outputs.numpy(), self._eval_batch)
         return decision_accuracy(outputs.numpy(), self._eval_batch)
 
@@ -580,7 +590,7 @@ class Trainer:
                 raise TrainingInterrupted(interrupt.requested)
 
     def _update(self, batch: envs.TrialBatch, lr: float) -> tuple[float, float]:
-        inputs = torch.from_numpy(batch.inputs)
+        inputs = torch.from_numpy(batch.inputs).to(self.device, non_blocking=True)
         if self.config.fast_step and isinstance(self.model, ALRNN):
             outputs, _ = alrnn_forward_fast(self.model, inputs)
         else:
@@ -604,7 +614,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        return loss_value, decision_accuracy(outputs.detach().numpy(), batch)
+        return loss_value, decision_accuracy(outputs.detach().cpu().numpy(), batch)
 
     def _diverged(self, what: str) -> None:
         kept = (

@@ -42,6 +42,7 @@ from torch import nn
 
 from ..models import ALRNN
 from ..models.fast import alrnn_forward_fast
+from ..system import resolve_device
 from ..training import Trainer, batch_of_step, make_task, sample_chunk
 from ..training.config import TrainConfig
 from ..training.rundir import read_metrics
@@ -52,12 +53,12 @@ N_INPUTS, N_OUTPUTS, N_STEPS = 5, 3, 100
 SIZES = ((128, 32), (256, 128))  # (units, batch)
 
 
-def _rnn_step(units: int, batch: int) -> Callable[[], None]:
+def _rnn_step(units: int, batch: int, device: str = "cpu") -> Callable[[], None]:
     torch.manual_seed(0)
-    rnn = nn.RNN(N_INPUTS, units, nonlinearity="relu", batch_first=True)
-    readout = nn.Linear(units, N_OUTPUTS)
+    rnn = nn.RNN(N_INPUTS, units, nonlinearity="relu", batch_first=True).to(device)
+    readout = nn.Linear(units, N_OUTPUTS).to(device)
     optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=1e-3)
-    inputs, targets = _fixed_batch(batch)
+    inputs, targets = _fixed_batch(batch, device)
 
     def step() -> None:
         latents, _ = rnn(inputs)
@@ -69,12 +70,12 @@ def _rnn_step(units: int, batch: int) -> Callable[[], None]:
     return step
 
 
-def _alrnn_step(units: int, batch: int, fast: bool) -> Callable[[], None]:
+def _alrnn_step(units: int, batch: int, fast: bool, device: str = "cpu") -> Callable[[], None]:
     """One AL-RNN training step: the plain model (autograd through the Python loop), or the fast step."""
     torch.manual_seed(0)
-    model = ALRNN(N_INPUTS, N_OUTPUTS, units, units // 16)
+    model = ALRNN(N_INPUTS, N_OUTPUTS, units, units // 16).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    inputs, targets = _fixed_batch(batch)
+    inputs, targets = _fixed_batch(batch, device)
 
     def step() -> None:
         outputs, _ = alrnn_forward_fast(model, inputs) if fast else model(inputs)
@@ -86,14 +87,14 @@ def _alrnn_step(units: int, batch: int, fast: bool) -> Callable[[], None]:
     return step
 
 
-def _fixed_batch(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fixed_batch(batch: int, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(1)
     inputs = torch.randn(batch, N_STEPS, N_INPUTS, generator=generator)
     targets = torch.randint(0, N_OUTPUTS, (batch, N_STEPS), generator=generator)
-    return inputs, targets
+    return inputs.to(device), targets.to(device)
 
 
-def _status_quo_loop(units: int, batch: int) -> Callable[[], None]:
+def _status_quo_loop(units: int, batch: int, device: str = "cpu") -> Callable[[], None]:
     """ngym.Dataset + nn.RNN on the stimulus-selection task, one training step per call."""
     import neurogym as ngym
 
@@ -102,16 +103,17 @@ def _status_quo_loop(units: int, batch: int) -> Callable[[], None]:
         warnings.simplefilter("ignore")  # neurogym's own deprecation and wrapper warnings
         dataset = ngym.Dataset(env, batch_size=batch, seq_len=N_STEPS)
     torch.manual_seed(0)
-    rnn = nn.RNN(env.observation_space.shape[0], units, nonlinearity="relu")
-    readout = nn.Linear(units, env.action_space.n)
+    rnn = nn.RNN(env.observation_space.shape[0], units, nonlinearity="relu").to(device)
+    readout = nn.Linear(units, env.action_space.n).to(device)
     optimizer = torch.optim.Adam([*rnn.parameters(), *readout.parameters()], lr=1e-3)
 
     def step() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             observations, labels = dataset()
-        latents, _ = rnn(torch.from_numpy(observations).float())
-        loss = nn.functional.cross_entropy(readout(latents).flatten(0, 1), torch.from_numpy(labels).flatten().long())
+        latents, _ = rnn(torch.from_numpy(observations).float().to(device))
+        labels = torch.from_numpy(labels).flatten().long().to(device)
+        loss = nn.functional.cross_entropy(readout(latents).flatten(0, 1), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -119,20 +121,20 @@ def _status_quo_loop(units: int, batch: int) -> Callable[[], None]:
     return step
 
 
-def _task_config(units: int, batch: int, steps: int = 1, workers: int = 1) -> TrainConfig:
+def _task_config(units: int, batch: int, steps: int = 1, workers: int = 1, device: str = "cpu") -> TrainConfig:
     return TrainConfig(task_kwargs={"dt": 22}, n_units=units, n_nonlinear=units // 16, batch_size=batch,
                        steps=steps, eval_every=steps, eval_trials=batch, checkpoint_every=steps, seed=0,
-                       data_workers=workers)
+                       data_workers=workers, device=device)
 
 
-def _our_loop_seconds_per_step(units: int, batch: int, steps: int) -> float:
+def _our_loop_seconds_per_step(units: int, batch: int, steps: int, device: str = "cpu") -> float:
     """Mean wall time per step of the Trainer (data workers, fast step), from metrics.csv.
 
     Steps 3 .. steps−1 only: the first ones include the workers' start, the
     last one the final evaluation.
     """
     with tempfile.TemporaryDirectory() as folder:
-        Trainer(_task_config(units, batch, steps), folder, progress=False).fit()
+        Trainer(_task_config(units, batch, steps, device=device), folder, progress=False).fit()
         wall = np.array([row["wall_time"] for row in read_metrics(folder)])
     return float((wall[-2] - wall[2]) / (len(wall) - 4))
 
@@ -169,11 +171,15 @@ def _batch_production(units: int, batch: int, rounds: int) -> dict[str, float]:
             "ours": medians["take"] + medians["bank"] / steps_per_bank}
 
 
-def _time(step: Callable[[], None], repeats: int) -> list[float]:
+def _time(step: Callable[[], None], repeats: int, device: str = "cpu") -> list[float]:
+    """Wall times of ``repeats`` calls; on a GPU each waits for the device's queued work to finish."""
+    synchronise = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = []
     for _ in range(repeats):
+        synchronise()
         start = time.perf_counter()
         step()
+        synchronise()
         times.append(time.perf_counter() - start)
     return times
 
@@ -201,31 +207,39 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def _make(variant: str, units: int, batch: int) -> Callable[[], None]:
+def _make(variant: str, units: int, batch: int, device: str = "cpu") -> Callable[[], None]:
     return {
-        "nn.RNN": lambda: _rnn_step(units, batch),
-        "AL-RNN plain": lambda: _alrnn_step(units, batch, fast=False),
-        "AL-RNN fast": lambda: _alrnn_step(units, batch, fast=True),
-        "status quo loop": lambda: _status_quo_loop(units, batch),
+        "nn.RNN": lambda: _rnn_step(units, batch, device),
+        "AL-RNN plain": lambda: _alrnn_step(units, batch, fast=False, device=device),
+        "AL-RNN fast": lambda: _alrnn_step(units, batch, fast=True, device=device),
+        "status quo loop": lambda: _status_quo_loop(units, batch, device),
     }[variant]()
 
 
 def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memory: bool = True,
-                  log: Callable[[str], None] = print) -> dict:
-    """Run (a)–(d) and print a table; returns the medians (seconds) and ratios."""
-    results: dict = {"threads": torch.get_num_threads()}
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); medians over {rounds} interleaved rounds")
+                  log: Callable[[str], None] = print, device: str = "cpu") -> dict:
+    """Run (a)–(d) and print a table; returns the medians (seconds) and ratios.
+
+    ``device``: where (a)–(c) run, every side on the same device (cpu, cuda,
+    auto); GPU timings wait for the device (``torch.cuda.synchronize``). The
+    peak-memory subprocesses measure host memory and run on the CPU only.
+    """
+    device = resolve_device(device)
+    results: dict = {"threads": torch.get_num_threads(), "device": device}
+    where = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    log(f"torch {torch.__version__} on {where}, {torch.get_num_threads()} thread(s); "
+        f"medians over {rounds} interleaved rounds")
     variants = ("nn.RNN", "AL-RNN plain", "AL-RNN fast")
 
     log("\n(c) one training step alone (forward, loss, backward, Adam), 100 time steps")
     for units, batch in SIZES:
-        steps = {name: _make(name, units, batch) for name in variants}
+        steps = {name: _make(name, units, batch, device) for name in variants}
         times: dict[str, list[float]] = {name: [] for name in steps}
         for step in steps.values():
             step()  # warm-up
         for _ in range(rounds):
             for name, step in steps.items():
-                times[name] += _time(step, repeats)
+                times[name] += _time(step, repeats, device)
         medians = {name: statistics.median(t) for name, t in times.items()}
         base = medians["nn.RNN"]
         log(f"  M={units}, batch {batch}:")
@@ -237,13 +251,13 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     units, batch = SIZES[0]
     log(f"\n(a) status quo vs (b) our training loop, stimulus selection, M={units}, batch {batch}, ~100 steps/trial")
     log("  (time per step = a round's total time / its steps, so data-generation bursts count; median of rounds)")
-    status_quo = _status_quo_loop(units, batch)
+    status_quo = _status_quo_loop(units, batch, device)
     status_quo()
     quo_times: list[float] = []
     our_times: list[float] = []
     for _ in range(rounds):
-        quo_times.append(sum(_time(status_quo, loop_steps)) / loop_steps)
-        our_times.append(_our_loop_seconds_per_step(units, batch, loop_steps))
+        quo_times.append(sum(_time(status_quo, loop_steps, device)) / loop_steps)
+        our_times.append(_our_loop_seconds_per_step(units, batch, loop_steps, device))
     quo, ours = statistics.median(quo_times), statistics.median(our_times)
     log(f"  (a) ngym.Dataset + nn.RNN   {1e3 * quo:8.2f} ms/step  {batch / quo:8.0f} trials/s")
     log(f"  (b) neuroalrnn Trainer      {1e3 * ours:8.2f} ms/step  {batch / ours:8.0f} trials/s")
@@ -260,7 +274,7 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
         f"{data['ngym'] / data['ours']:.1f}x faster than ngym.Dataset")
     results["batch"] = {**data, "speedup_take": data["ngym"] / data["take"], "speedup": data["ngym"] / data["ours"]}
 
-    if memory:
+    if memory and device == "cpu":
         log("\npeak memory of 3 training steps above the set-up (VmHWM − VmRSS, fresh process each)")
         for units, batch in SIZES:
             row = {name: _peak_memory_mb(name, units, batch) for name in ("nn.RNN", "AL-RNN plain", "AL-RNN fast")}

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from ..evaluation import DEFAULT_TEST_TRIALS
+from ..system import DEVICES
 from ..training.config import (
     CONSTRAINTS,
     NON_NEGATIVE_INTEGER,
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=_non_negative_int, default=None,
                           help="trial seed (default: a seed distinct from training and held-out trials)")
     evaluate.add_argument("--noise", action="store_true", help="keep the recurrent noise on while simulating")
+    evaluate.add_argument("--device", choices=DEVICES, default="cpu",
+                          help="where the model runs: cpu (default), cuda, or auto (cuda when available)")
 
     current = (f"default: DIR's trials.nc when it holds noiseless trials of the present checkpoint, "
                f"else {DEFAULT_TEST_TRIALS} new ones")
@@ -177,9 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
     sweep.add_argument("--plot", action="store_true", help="draw the sweep's figures when it is done")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--device", choices=DEVICES, default=None,
+                       help="train and evaluate every run on this device (default: the file's, else cpu)")
     bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    bench.add_argument("--device", choices=DEVICES, default="cpu",
+                       help="run every side on this device: cpu (default), cuda, or auto")
     return parser
 
 
@@ -252,7 +259,8 @@ def _sweep(args) -> int:
     from .sweeps import plot_sweep, run_sweep
 
     results = run_sweep(args.experiment, backend=args.backend, workers=args.workers, address=args.address,
-                        progress=not args.no_progress, out=args.out, retry_failed=args.retry_failed)
+                        progress=not args.no_progress, out=args.out, retry_failed=args.retry_failed,
+                        device=args.device)
     status = results["status"].values.ravel()
     failed = int((status == "failed").sum())
     print(f"{int((status == 'finished').sum())} runs finished, {failed} failed; "
@@ -265,7 +273,7 @@ def _sweep(args) -> int:
 def _bench(args) -> int:
     from .bench import run_benchmark
 
-    run_benchmark(rounds=args.rounds, memory=not args.no_memory)
+    run_benchmark(rounds=args.rounds, memory=not args.no_memory, device=args.device)
     return 0
 
 
@@ -303,12 +311,12 @@ def _train(args) -> int:
     if (args.out is None) == (args.resume is None):
         raise ValueError("give exactly one of --out DIR (a new run) or --resume DIR")
     if args.resume is not None:
-        fixed = [name for name in given if name not in ("steps", "bank_cache")]
+        fixed = [name for name in given if name not in ("steps", "bank_cache", "device")]
         if fixed:
-            raise ValueError(f"--resume continues the run with the settings of its config.json; only --steps and "
-                             f"--bank-cache may change, but {', '.join(map(_flag, fixed))} was given")
+            raise ValueError(f"--resume continues the run with the settings of its config.json; only --steps, "
+                             f"--bank-cache and --device may change, but {', '.join(map(_flag, fixed))} was given")
         trainer = Trainer.resume(args.resume, steps=given.get("steps"), bank_cache=given.get("bank_cache"),
-                                 progress=not args.no_progress)
+                                 device=given.get("device"), progress=not args.no_progress)
     else:
         trainer = Trainer(_train_config(given), args.out, progress=not args.no_progress)
     try:
@@ -348,7 +356,7 @@ def _evaluate(args) -> int:
         psychometric,
     )
 
-    trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed)
+    trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed, device=args.device)
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
           f"scoring {summary['scoring']})")
     ceilings = summary.get("ceiling_by_task") or {}

@@ -132,6 +132,12 @@ class Experiment:
     def run_dir(self, point: GridPoint) -> Path:
         return self.runs_dir / point.name
 
+    def on_device(self, device: str) -> Experiment:
+        """The same experiment with every run's ``device`` set to ``device``."""
+        points = tuple(dataclasses.replace(point, config=point.config.replace(device=device))
+                       for point in self.points)
+        return dataclasses.replace(self, points=points)
+
     def check_tasks(self) -> None:
         """Build each distinct task once, so an unknown task or bad task option fails before any run."""
         from ...training import make_task

@@ -16,7 +16,7 @@ evaluated again. A run that raises is recorded in ``result.json`` with status
 sweep goes on; a rerun skips it unless ``retry_failed=True`` (a failed training
 starts over, a failed evaluation is redone on the trained model). A run
 directory whose ``config.json`` differs from its grid point (other than in
-``data_workers``, ``bank_cache``, ``checkpoint_every``) stops the sweep before
+``data_workers``, ``bank_cache``, ``checkpoint_every``, ``device``) stops the sweep before
 anything runs. One sweep at a time may use an ``out`` directory.
 
 **Stopping.** Ctrl-C or SIGTERM stops the runs in flight (their checkpoints
@@ -47,7 +47,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from ...storage import advisory_lock, atomic_write, write_netcdf
-from ...system import available_cores
+from ...system import available_cores, resolve_device
 from ...training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -84,7 +84,7 @@ RUN_LOCK = ".sweep-run.lock"
 #: Seconds a run waits for another process to let go of its run directory before reporting it as running.
 LOCK_WAIT = 10.0
 # Config fields that never change a run's result: a stored run may differ in them.
-_RESULT_NEUTRAL = ("data_workers", "bank_cache", "checkpoint_every")
+_RESULT_NEUTRAL = ("data_workers", "bank_cache", "checkpoint_every", "device")
 
 
 class SweepError(ValueError):
@@ -205,7 +205,7 @@ def _train(config, run_dir: Path) -> float:
     if (run_dir / CHECKPOINT_FILE).is_file():
         if not _training_done(read_config(run_dir), run_dir):
             # the experiment file names the bank cache, so a cache outside the run is the user's choice
-            Trainer.resume(run_dir, progress=False, bank_cache=config.bank_cache).fit()
+            Trainer.resume(run_dir, progress=False, bank_cache=config.bank_cache, device=config.device).fit()
     else:
         Trainer(config, run_dir, progress=False).fit()
     return float(load_checkpoint(run_dir)["elapsed"])
@@ -258,7 +258,8 @@ def evaluate_point(
     from ...training import load_model
 
     run_dir = Path(run_dir)
-    trials, summary = evaluate_run(run_dir, evaluation.trials, save=evaluation.save_trials)
+    trials, summary = evaluate_run(run_dir, evaluation.trials, save=evaluation.save_trials,
+                                   device=read_config(run_dir).device)
     rows = read_metrics(run_dir)
     reached = [row["step"] for row in rows
                if row["eval_accuracy"] != "" and row["eval_accuracy"] >= evaluation.criterion]
@@ -308,6 +309,7 @@ def run_sweep(
     progress: bool = True,
     out: str | Path | None = None,
     retry_failed: bool = False,
+    device: str | None = None,
 ) -> xr.Dataset:
     """Run every grid point of an experiment not yet done, then write and return ``out/results.nc``.
 
@@ -317,6 +319,8 @@ def run_sweep(
     this process) or ``"ray"`` (``address`` of a running cluster, or None for
     a local Ray instance of ``workers`` CPUs). ``progress``: a bar over runs
     and one line per finished run. ``retry_failed``: run failed points again.
+    ``device``: train and evaluate every run there (cpu, cuda, auto),
+    replacing the experiment's ``device`` setting.
     See the module docstring for resuming, locks and stopping.
     """
     if backend not in BACKENDS:
@@ -330,6 +334,9 @@ def run_sweep(
         if workers == 0:
             raise ValueError("workers=0 (run in this process) applies to the local backend only")
     experiment = resolve_experiment(experiment, out)
+    if device is not None:
+        resolve_device(device)  # an unusable device fails here, before any run
+        experiment = experiment.on_device(device)
     experiment.check_tasks()
     metrics = {name: METRICS[name] for name in experiment.evaluation.metrics}
 
