@@ -27,7 +27,9 @@ shared by construction. The same analysed steps are used at every level.
 
 :func:`sharing_analysis` returns everything in one Dataset (dims ``task``,
 ``task_other``, ``regime``, ``epoch`` (canonical epochs), ``unit``,
-``cluster``, ``k``, ``pair``, ``ftv_bin``, ``component``);
+``cluster``, ``k``, ``pair``, ``ftv_bin``, ``component`` and, for the
+null of shuffled task labels (:mod:`.sharing_null`), ``measure`` and
+``permutation``);
 :func:`compare_sharing` tabulates several of them (e.g. networks with
 different P) on a ``run`` dimension; :func:`sharing_report_lines` writes a
 Markdown section. Figures are in :mod:`.sharing_figures`.
@@ -47,8 +49,15 @@ from scipy.special import rel_entr
 from .. import formats
 from ..envs.epochs import CANONICAL_EPOCHS
 from .core import label_positions, regime_labels
+from .sharing_null import (
+    DEFAULT_PERMUTATIONS,
+    NULL_MEASURES,
+    NULL_VARIABLES,
+    sharing_null,
+)
 
 __all__ = [
+    "YANG_FTV_PAIRS",
     "compare_sharing",
     "pair_mean",
     "principal_subspace",
@@ -60,6 +69,23 @@ __all__ = [
 
 FIXATION = "fixation"
 CLUSTERING_METHODS = ("kmeans", "ward")
+KMEANS_INITIALISATIONS = 20  # Yang et al.'s analysis/clustering.py: KMeans(n_init=20, random_state=0)
+
+YANG_FTV_PAIRS: tuple[tuple[str, str], ...] = (
+    ("dm1", "dm2"),
+    ("ctxdm1", "ctxdm2"),
+    ("dm1", "anti"),
+    ("dm1", "ctxdm1"),
+    ("go", "rtgo"),
+    ("dlydm1", "dm1"),
+    ("dmc", "dnmc"),
+    ("ctxdm1", "ctxdlydm1"),
+)
+"""The task pairs whose FTV histograms Yang et al. (2019) show (Fig. 3; ``plot_hist_varprop_selection`` in
+github.com/gyyang/multitask ``analysis/variance.py``), in his order, with his rule names mapped to this package's
+``yang19`` task names (dm1, dm2; contextdm1, contextdm2; dm1, fdanti; dm1, contextdm1; fdgo, reactgo; delaydm1,
+dm1; dmcgo, dmcnogo; contextdm1, contextdelaydm1). The default ``ftv_pairs`` of :func:`sharing_analysis` when the
+trials hold both tasks of at least one of them."""
 
 # Summary metrics of one sharing_analysis result, as tabulated by compare_sharing.
 SUMMARY_METRICS = {
@@ -121,13 +147,14 @@ def sharing_analysis(
     min_occupancy: float = 0.0,
     tv_threshold: float = 1e-3,
     min_trials: int = 2,
-    cluster_range: tuple[int, int] = (2, 20),
+    cluster_range: tuple[int, int] = (2, 29),
     clustering: str = "kmeans",
     random_state: int = 0,
     ftv_pairs: Sequence[tuple[str, str]] | None = None,
     ftv_bins: int = 20,
     variance_explained: float = 0.9,
     max_components: int = 10,
+    n_permutations: int = DEFAULT_PERMUTATIONS,
 ) -> xr.Dataset:
     r"""How much the tasks in ``trials`` share regimes, units and state subspaces.
 
@@ -175,26 +202,33 @@ def sharing_analysis(
       samples, it is biased below 1 when tasks spread their steps over many
       regimes: compare networks at equal numbers of trials.
 
-    **Units** (Yang et al. 2019), from ``latents`` (float64):
+    **Units** (Yang et al. 2019), from ``latents`` (float64), checked against
+    Yang's code (github.com/gyyang/multitask, ``analysis/variance.py`` and
+    ``analysis/clustering.py``); departures are named:
 
     - ``task_variance`` (unit, task): TV_{u,A} = mean over time steps t of
       Var_{trials i of A valid at t}(z_{i,t,u}), the variance (ddof = 0, as
       ``np.var``) across the task's trials whose step t is analysed, averaged
-      over the steps t with at least ``min_trials`` such trials (trials of
-      different lengths are aligned at their start). Compute it on noiseless
-      trials (``simulate(..., noise=False)``, the default) so it measures
-      stimulus- and condition-driven variance, not noise.
+      over the steps t with at least ``min_trials`` such trials — Yang's
+      ``h.var(axis=1).mean(axis=0)`` over the steps after fixation. Departure:
+      his test batches of one rule share one timing, ours vary, so trials are
+      aligned at their start and steps with fewer than ``min_trials`` trials
+      are skipped. Compute it on noiseless trials (``simulate(...,
+      noise=False)``, the default; Yang: ``sigma_rec=0``, ``noise_on=False``)
+      so it measures stimulus- and condition-driven variance, not noise.
     - ``active_unit`` (unit): Σ_A TV_{u,A} ≥ ``tv_threshold`` · max_v Σ_A
-      TV_{v,A} (relative, so the threshold does not depend on the scale of
-      the latents, which are unbounded for an AL-RNN; Yang et al. used an
-      absolute 1e-3 on bounded firing rates).
+      TV_{v,A}. Departure: relative, so the threshold does not depend on the
+      scale of the latents, which are unbounded for an AL-RNN; Yang used an
+      absolute Σ_A TV > 1e-3 on bounded firing rates.
     - ``task_variance_normalised`` (unit, task): TV_{u,A} / max_B TV_{u,B} for
-      active units, NaN otherwise.
+      active units, NaN otherwise — Yang's ``normalization_method='max'``,
+      the default of his clustering (each active unit's row peaks at 1).
     - ``unit_cluster`` (unit): cluster of each active unit (−1 inactive), from
-      ``clustering`` ("kmeans": scikit-learn KMeans, n_init = 10,
-      ``random_state``; "ward": AgglomerativeClustering with Ward linkage) of
+      ``clustering`` ("kmeans": scikit-learn KMeans, n_init = 20,
+      ``random_state`` — Yang's settings; "ward": AgglomerativeClustering with Ward linkage) of
       the normalised TV rows, for each k in ``cluster_range`` (inclusive,
-      capped at the number of distinct rows and at active units − 1);
+      capped at the number of distinct rows and at active units − 1; the
+      default 2–29 is Yang's ``range(2, 30)``);
       ``silhouette`` (k): mean silhouette coefficient (NaN where not fitted);
       the k with the highest silhouette is kept (ties: the smaller k) as
       ``n_unit_clusters`` (1 when fewer than 3 distinct rows). Clusters are
@@ -202,14 +236,18 @@ def sharing_analysis(
       normalised TV, ``cluster_preferred_task``), ties larger first;
       ``cluster_centroid`` (cluster, task), ``cluster_size`` (cluster).
     - ``ftv`` (pair, unit): FTV_u(A, B) = (TV_{u,A} − TV_{u,B}) / (TV_{u,A} +
-      TV_{u,B}) ∈ [−1, 1] for active units (NaN otherwise): +1 = the unit
-      varies only in A, −1 only in B, 0 equally. Pairs are ``ftv_pairs``
-      (default: all unordered pairs in task order), labelled "A|B" with
-      coordinates ``task_a``/``task_b``; ``ftv_histogram`` (pair, ftv_bin):
-      unit counts in ``ftv_bins`` equal bins over [−1, 1] (coordinate = bin
-      centres). ``mean_abs_ftv``: mean of |FTV| over all task pairs and active
-      units, whatever ``ftv_pairs`` (0 = units engaged equally by all tasks,
-      1 = every unit serves a single task).
+      TV_{u,B}) ∈ [−1, 1] for the units active *in the pair*, TV_{u,A} +
+      TV_{u,B} ≥ the ``active_unit`` threshold (NaN otherwise; Yang thresholds
+      each pair's own summed variance, so a unit that varies only in a third
+      task does not add a 0/0 FTV): +1 = the unit varies only in A, −1 only in
+      B, 0 equally. Pairs are ``ftv_pairs`` (default: the pairs of
+      :data:`YANG_FTV_PAIRS` whose tasks are present, else all unordered pairs
+      in task order), labelled "A|B" with coordinates ``task_a``/``task_b``;
+      ``ftv_histogram`` (pair, ftv_bin): unit counts in ``ftv_bins`` equal
+      bins over [−1, 1] (coordinate = bin centres; Yang: 20 bins over
+      (−1, 1)). ``mean_abs_ftv``: mean of |FTV| over all task pairs and the
+      units active in each, whatever ``ftv_pairs`` (0 = units engaged equally
+      by all tasks, 1 = every unit serves a single task).
 
     **Subspaces**, per task and per canonical epoch e (and pooled over all
     analysed steps). X_A is the (n × M) matrix of task A's analysed states,
@@ -241,6 +279,19 @@ def sharing_analysis(
       larger).
     - ``mean_covariance_similarity``, ``mean_subspace_overlap``: mean over task pairs (pooled).
 
+    **Null** (``n_permutations`` > 0; :mod:`.sharing_null`): every measure of
+    :data:`~.sharing_null.NULL_MEASURES` (``sharing_index``, which is the mean
+    1 − JS similarity, ``mean_jaccard``, ``shared_regime_fraction``,
+    ``shared_step_fraction`` — without regimes, none of these — and the
+    regime-free ``mean_covariance_similarity``) is recomputed with the
+    ``task`` labels shuffled across trials ``n_permutations`` times (seeded
+    by ``random_state``). On dim ``measure``: ``null_observed``, ``null_mean``,
+    ``null_std``, ``null_q05``, ``null_q95``, ``null_normalised`` = observed /
+    null mean (1 = as shared as with shuffled labels), ``null_p_value`` =
+    (1 + #{shuffles with a value ≤ the observed one}) / (n + 1), one-sided
+    for "tasks share less than chance", ``null_higher_is_shared``; and
+    ``null_distribution`` (measure, permutation). 0 switches the null off.
+
     Also ``n_steps`` (task), ``n_steps_by_epoch`` (epoch, task) and
     ``n_trials`` (task). Tasks or epochs without analysed steps give NaN.
     ``attrs`` record every parameter. Raises ``ValueError`` when a variable is
@@ -250,7 +301,7 @@ def sharing_analysis(
     from threadpoolctl import threadpool_limits
 
     _check_parameters(min_occupancy, tv_threshold, min_trials, cluster_range, clustering, ftv_bins,
-                      variance_explained, max_components)
+                      variance_explained, max_components, n_permutations)
     steps = _analysed_steps(trials, epoch_coord, include_fixation)
     latents = np.asarray(trials["latents"].transpose("trial", "time", "unit").values, dtype=np.float64)
     tasks, epochs = steps.tasks, steps.epochs
@@ -264,6 +315,11 @@ def sharing_analysis(
         unit_part = _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, random_state, pairs,
                                   ftv_bins)
         subspace_part = _subspace_sharing(latents, steps, variance_explained, max_components)
+    null_part = None
+    if n_permutations:  # large matrix products: BLAS threads pay off here
+        regime = regime_labels(trials).transpose("trial", "time").values if regime_part is not None else None
+        null_part = sharing_null(latents, steps, regime, n_permutations=n_permutations, random_state=random_state,
+                                 min_occupancy=min_occupancy)
 
     task_by_epoch = np.zeros((len(epochs), len(tasks)), dtype=np.int64)
     np.add.at(task_by_epoch, (steps.epoch_index[steps.analysed], steps.step_task), 1)
@@ -279,7 +335,7 @@ def sharing_analysis(
         "n_steps": ("task", task_by_epoch.sum(axis=0), {"description": "analysed steps of the task"}),
         "n_steps_by_epoch": (("epoch", "task"), task_by_epoch, {"description": "analysed steps per epoch"}),
     }
-    for part in (regime_part, unit_part, subspace_part):
+    for part in (regime_part, unit_part, subspace_part, null_part):
         if part is not None:
             coords.update(part.coords)
             data_vars.update(part.data_vars)
@@ -301,6 +357,7 @@ def sharing_analysis(
         "ftv_bins": int(ftv_bins),
         "variance_explained": float(variance_explained),
         "max_components": int(max_components),
+        "n_permutations": int(n_permutations),
         "regimes": "analysed" if regime_part is not None else "absent (no regime variable)",
         "n_trials": int(trials.sizes["trial"]),
         "sharing_index_definition": "mean over unordered task pairs of 1 - Jensen-Shannon distance (base 2) "
@@ -350,6 +407,13 @@ def compare_sharing(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
     ``active_unit_fraction``, ``mean_abs_ftv``, plus ``n_tasks``,
     ``n_units`` and ``n_nonlinear`` (P; −1 when the result does not record
     it). Regime metrics are NaN for a network without regimes.
+
+    When a result holds the null of shuffled task labels, the table also
+    holds ``null_observed``, ``null_mean``, ``null_std``, ``null_q05``,
+    ``null_q95``, ``null_normalised`` and ``null_p_value`` on (``run``,
+    ``measure``) and ``null_higher_is_shared`` on ``measure``; rows of a
+    result without it (an older ``sharing.nc``, or ``n_permutations=0``) are
+    NaN, as are measures a result lacks (regime measures without regimes).
     """
     if not isinstance(results, Mapping) or not results:
         raise ValueError("results must be a non-empty mapping {label: sharing_analysis result}, e.g. {'P=2': ...}")
@@ -383,7 +447,28 @@ def compare_sharing(results: Mapping[str, xr.Dataset]) -> xr.Dataset:
     for name in next(iter(rows.values())):
         values = np.asarray([rows[label][name] for label in labels])
         data_vars[name] = ("run", values, {"description": SUMMARY_METRICS.get(name, name.replace("_", " "))})
-    return xr.Dataset(data_vars, coords={"run": ("run", np.asarray(labels, dtype=str))},
+    coords = {"run": ("run", np.asarray(labels, dtype=str))}
+    present = {str(m) for result in results.values() if "measure" in result.dims for m in result["measure"].values}
+    if present:
+        measures = [name for name in NULL_MEASURES if name in present]
+        for variable in NULL_VARIABLES:
+            table = np.full((len(labels), len(measures)), np.nan)
+            for row, result in enumerate(results.values()):
+                if variable in result:
+                    held = [str(m) for m in result["measure"].values]
+                    for column, measure in enumerate(measures):
+                        if measure in held:
+                            table[row, column] = float(result[variable].values[held.index(measure)])
+            description = next((r[variable].attrs.get("description", "") for r in results.values() if variable in r),
+                               "")
+            data_vars[variable] = (("run", "measure"), table, {"description": description})
+        data_vars["null_higher_is_shared"] = ("measure", np.asarray([NULL_MEASURES[m][0] for m in measures]),
+                                              {"description": "a higher value means more sharing"})
+        data_vars["n_permutations"] = ("run", np.asarray([int(r.attrs.get("n_permutations", 0)) if "measure" in r.dims
+                                                          else 0 for r in results.values()]),
+                                       {"description": "task-label shuffles of the null (0: none)"})
+        coords["measure"] = ("measure", np.asarray(measures, dtype=str))
+    return xr.Dataset(data_vars, coords=coords,
                       attrs={"description": "summary metrics of sharing_analysis results, one row per run"})
 
 
@@ -449,6 +534,7 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
     ]
     lines += _pair_lines(r["covariance_similarity"], r["covariance_similarity_by_epoch"],
                          "Most similar unit covariances", "least", "Mean covariance similarity")
+    lines += _null_lines(r)
     lines.append("")
     for caption, path in (figures or {}).items():
         lines += [f"**{caption}**", "", f"![{caption}]({path})", ""]
@@ -515,7 +601,7 @@ def _task_order(trials: xr.Dataset, task: np.ndarray) -> list[str]:
 
 
 def _check_parameters(min_occupancy, tv_threshold, min_trials, cluster_range, clustering, ftv_bins,
-                      variance_explained, max_components) -> None:
+                      variance_explained, max_components, n_permutations) -> None:
     if not 0.0 <= min_occupancy < 1.0:
         raise ValueError(f"min_occupancy must lie in [0, 1), got {min_occupancy!r}")
     if not 0.0 <= tv_threshold < 1.0:
@@ -533,12 +619,16 @@ def _check_parameters(min_occupancy, tv_threshold, min_trials, cluster_range, cl
         raise ValueError(f"variance_explained must lie in (0, 1], got {variance_explained!r}")
     if int(max_components) < 1:
         raise ValueError(f"max_components must be at least 1, got {max_components!r}")
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int | np.integer) or n_permutations < 0:
+        raise ValueError(f"n_permutations must be a whole number >= 0 (0 switches the null off), got "
+                         f"{n_permutations!r}")
 
 
 def _ftv_pairs(requested, tasks: np.ndarray) -> list[tuple[str, str]]:
     names = [str(t) for t in tasks]
     if requested is None:
-        return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        yang = [(a, b) for a, b in YANG_FTV_PAIRS if a in names and b in names]
+        return yang or [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     pairs = []
     for pair in requested:
         if len(pair) != 2 or pair[0] == pair[1] or any(str(t) not in names for t in pair):
@@ -697,12 +787,13 @@ def _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, rand
     unit_cluster[active] = relabel[labels]
 
     task_position = {str(t): i for i, t in enumerate(tasks)}
-    ftv = np.array([_ftv(variance[:, task_position[a]], variance[:, task_position[b]], active) for a, b in pairs])
+    level = tv_threshold * total.max()  # the activity threshold, applied to the pair's summed variance
+    ftv = np.array([_ftv(variance[:, task_position[a]], variance[:, task_position[b]], level) for a, b in pairs])
     ftv = ftv.reshape(len(pairs), n_units)
     edges = np.linspace(-1.0, 1.0, int(ftv_bins) + 1)
     histogram = np.array([np.histogram(row[np.isfinite(row)], bins=edges)[0] for row in ftv], dtype=np.int64)
     histogram = histogram.reshape(len(pairs), int(ftv_bins))
-    all_pairs = [_ftv(variance[:, a], variance[:, b], active) for a in range(n_tasks) for b in range(a + 1, n_tasks)]
+    all_pairs = [_ftv(variance[:, a], variance[:, b], level) for a in range(n_tasks) for b in range(a + 1, n_tasks)]
     absolute = np.abs(np.concatenate(all_pairs)) if all_pairs else np.zeros(0)
     absolute = absolute[np.isfinite(absolute)]
 
@@ -721,10 +812,12 @@ def _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, rand
         "cluster_size": ("cluster", size[order], {"description": "units in the cluster"}),
         "cluster_preferred_task": ("cluster", np.asarray([str(tasks[p]) for p in preferred[order]], dtype=str),
                                    {"description": "task with the highest centroid value"}),
-        "ftv": (("pair", "unit"), ftv, {"description": "(TV_A - TV_B) / (TV_A + TV_B), A = task_a, B = task_b"}),
+        "ftv": (("pair", "unit"), ftv, {"description": "(TV_A - TV_B) / (TV_A + TV_B), A = task_a, B = task_b; NaN "
+                                                      "where TV_A + TV_B is below the activity threshold"}),
         "ftv_histogram": (("pair", "ftv_bin"), histogram, {"description": "active units per FTV bin"}),
         "mean_abs_ftv": ((), float(absolute.mean()) if absolute.size else np.nan,
-                         {"description": "mean |FTV| over all unordered task pairs and active units"}),
+                         {"description": "mean |FTV| over all unordered task pairs and the units active in the "
+                                         "pair"}),
     }
     coords = {
         "k": ("k", candidates),
@@ -738,9 +831,11 @@ def _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, rand
     return xr.Dataset(data_vars, coords=coords)
 
 
-def _ftv(variance_a: np.ndarray, variance_b: np.ndarray, active: np.ndarray) -> np.ndarray:
+def _ftv(variance_a: np.ndarray, variance_b: np.ndarray, level: float) -> np.ndarray:
+    """FTV of every unit whose variance summed over the two tasks reaches ``level`` (NaN otherwise), as in Yang et al.'s
+    ``_compute_hist_varprop``, which thresholds each pair's own summed variance."""
     total = variance_a + variance_b
-    keep = active & (total > 0)
+    keep = (total > 0) & (total >= level)
     return np.divide(variance_a - variance_b, total, out=np.full(total.shape, np.nan), where=keep)
 
 
@@ -761,7 +856,7 @@ def _cluster(features: np.ndarray, candidates: np.ndarray, method: str, random_s
         if k > largest:
             continue
         if method == "kmeans":
-            model = KMeans(n_clusters=int(k), n_init=10, random_state=random_state)
+            model = KMeans(n_clusters=int(k), n_init=KMEANS_INITIALISATIONS, random_state=random_state)
         else:
             model = AgglomerativeClustering(n_clusters=int(k), linkage="ward")
         labels = model.fit_predict(features).astype(np.int64)
@@ -859,6 +954,47 @@ def _covariance_similarity_matrix(covariances: list[np.ndarray | None]) -> np.nd
 
 # ----------------------------------------------------------------------------------------------------------------
 # Report helpers
+
+_NULL_WORDS = {
+    "sharing_index": "Regime sharing index (mean 1 − JS distance of regime occupancy)",
+    "mean_jaccard": "Mean Jaccard overlap of visited regimes",
+    "shared_regime_fraction": "Fraction of regimes used by several tasks",
+    "shared_step_fraction": "Fraction of steps in shared regimes",
+    "mean_covariance_similarity": "Unit covariance similarity (regime-free)",
+}
+
+
+def _null_lines(result: xr.Dataset, significance: float = 0.05) -> list[str]:
+    """Report lines stating each measure against its null of shuffled task labels."""
+    if "null_p_value" not in result:
+        return []
+    n = int(result.attrs.get("n_permutations", result.sizes.get("permutation", 0)))
+    lines = [
+        "",
+        "### Against shuffled task labels",
+        "",
+        f"Each measure recomputed with the task labels shuffled across trials ({n} shuffles; trials keep their "
+        "regimes and states). *Normalised* = observed / shuffled mean (1 = as shared as if the network ignored "
+        f"which task it did); p = one-sided permutation p-value that tasks share *less* than chance, at least "
+        f"{1 / (n + 1):.3g} with {n} shuffles.",
+        "",
+    ]
+    for position, measure in enumerate(str(m) for m in result["measure"].values):
+        observed, mean, spread, normalised, p = (
+            float(result[name].values[position])
+            for name in ("null_observed", "null_mean", "null_std", "null_normalised", "null_p_value"))
+        if not np.isfinite(observed):
+            continue
+        higher = bool(result["null_higher_is_shared"].values[position])
+        if p <= significance:
+            verdict = "tasks share less than chance"
+        elif higher and observed >= mean:
+            verdict = "as shared as, or more than, with shuffled labels"
+        else:
+            verdict = "not distinguishable from shuffled labels"
+        lines.append(f"- {_NULL_WORDS.get(measure, measure)}: {observed:.2f} vs {mean:.2f} ± {spread:.2f} under "
+                     f"shuffled task labels (normalised {normalised:.2f}, p = {p:.3g}): {verdict}.")
+    return lines
 
 
 def _pair_lines(matrix: xr.DataArray, by_epoch: xr.DataArray, most: str, least: str, mean: str) -> list[str]:

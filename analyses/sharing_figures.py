@@ -3,8 +3,11 @@
 * :func:`task_variance_heatmap` — normalised task variance, units sorted by cluster (Yang et al. 2019, Fig. 2);
 * :func:`ftv_histograms` — fractional task variance of the units for chosen task pairs;
 * :func:`sharing_matrices` — task × task Jaccard, 1 − JS, unit covariance similarity and subspace overlap heatmaps;
+* :func:`sharing_null_figure` — each measure's distribution under shuffled task labels, with the observed value;
 * :func:`sharing_comparison_figure` — summary metrics across runs (e.g. P = 2, 8, 128) from
-  :func:`~neuroalrnn.analyses.sharing.compare_sharing`; :func:`plot_sharing_comparison` also writes it.
+  :func:`~neuroalrnn.analyses.sharing.compare_sharing`, and, when the runs hold the null of shuffled task labels,
+  each measure against the run with its null band (5–95 %) and significant runs marked;
+  :func:`plot_sharing_comparison` also writes it.
 
 :func:`sharing_figures` gives them all as {caption: (file name, Figure)} and
 :func:`save_figure` writes a Figure atomically (temporary file, then rename),
@@ -23,6 +26,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .figures import save_figure
 from .sharing import pair_mean
+from .sharing_null import NULL_MEASURES
 
 __all__ = [
     "ftv_histograms",
@@ -31,8 +35,17 @@ __all__ = [
     "sharing_comparison_figure",
     "sharing_figures",
     "sharing_matrices",
+    "sharing_null_figure",
     "task_variance_heatmap",
 ]
+
+_NULL_TITLES = {
+    "sharing_index": "regime sharing index (1 − JS)",
+    "mean_jaccard": "Jaccard of visited regimes",
+    "shared_regime_fraction": "regimes shared",
+    "shared_step_fraction": "steps in shared regimes",
+    "mean_covariance_similarity": "unit covariance similarity\n(regime-free)",
+}
 
 _MATRICES = {
     "jaccard": "Jaccard (visited regimes)",
@@ -51,6 +64,8 @@ def sharing_figures(result: xr.Dataset, ftv_pairs: Sequence[str] | None = None) 
     }
     if result.sizes.get("pair", 0):
         figures["Fractional task variance"] = ("sharing_ftv.png", ftv_histograms(result, pairs=ftv_pairs))
+    if "null_distribution" in result:
+        figures["Sharing against shuffled task labels"] = ("sharing_null.png", sharing_null_figure(result))
     return figures
 
 
@@ -86,7 +101,7 @@ def task_variance_heatmap(result: xr.Dataset) -> Figure:
     return fig
 
 
-def ftv_histograms(result: xr.Dataset, pairs: Sequence[str] | None = None, max_pairs: int = 6) -> Figure:
+def ftv_histograms(result: xr.Dataset, pairs: Sequence[str] | None = None, max_pairs: int = 8) -> Figure:
     """Histogram of FTV_u(A, B) over active units for each pair "A|B" (default: the first ``max_pairs``)."""
     labels = [str(p) for p in result["pair"].values]
     chosen = list(pairs) if pairs is not None else labels[:max_pairs]
@@ -150,12 +165,81 @@ def sharing_matrices(result: xr.Dataset, epoch: str | None = None, annotate_belo
     return fig
 
 
-def sharing_comparison_figure(table: xr.Dataset) -> Figure:
-    """Summary metrics per run (x: runs in table order): similarities, shared fractions, regime and cluster counts."""
+def sharing_null_figure(result: xr.Dataset, significance: float = 0.05) -> Figure:
+    """Histogram of each measure under shuffled task labels, the observed value as a line (red when p ≤ significance).
+
+    ``result`` is a :func:`~neuroalrnn.analyses.sharing.sharing_analysis` result computed with ``n_permutations`` > 0.
+    """
+    if "null_distribution" not in result:
+        raise ValueError("result holds no null (compute it with sharing_analysis(..., n_permutations=200))")
+    measures = [str(m) for m in result["measure"].values]
+    fig = Figure(figsize=(2.6 * len(measures), 2.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(measures), squeeze=False)).ravel()
+    for ax, measure in zip(axes, measures, strict=True):
+        row = result.sel(measure=measure)
+        sample = row["null_distribution"].values
+        sample = sample[np.isfinite(sample)]
+        observed, p = float(row["null_observed"]), float(row["null_p_value"])
+        ax.hist(sample, bins=min(30, max(5, sample.size // 5)), color="#999999")
+        if np.isfinite(observed):
+            ax.axvline(observed, color="#d62728" if p <= significance else "#1f77b4", lw=2)
+        ax.set_title(f"{_NULL_TITLES.get(measure, measure)}\np = {p:.3g}", fontsize=8)
+        ax.set_xlabel("value (line: observed)", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("shuffles", fontsize=8)
+    fig.suptitle(f"sharing against {result.sizes['permutation']} shuffles of the task labels", fontsize=10)
+    return fig
+
+
+def sharing_comparison_figure(table: xr.Dataset, significance: float = 0.05) -> Figure:
+    """Summary metrics per run (x: runs in table order): similarities, shared fractions, regime and cluster counts.
+
+    When ``table`` holds the null of shuffled task labels (``null_*`` variables on ``measure``), a second row
+    plots each measure per run (regime measures and the regime-free covariance similarity side by side) over
+    its null band, the 5–95 % range of the shuffles with the shuffled mean as a dashed line; a filled red
+    marker is a run whose tasks share significantly less than chance (one-sided p ≤ ``significance``).
+    """
     if "run" not in table.dims:
         raise ValueError("table must be a compare_sharing result with a 'run' dimension")
     runs = [str(r) for r in table["run"].values]
     x = np.arange(len(runs))
+    with_null = "null_p_value" in table and "measure" in table.dims and np.isfinite(table["null_p_value"].values).any()
+    fig = Figure(figsize=(max(7.0, 1.2 * len(runs) + 5.0, 2.4 * table.sizes.get("measure", 0) if with_null else 0),
+                          9.0 if with_null else 6.0), layout="constrained")
+    if with_null:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[2.0, 1.1])
+        _null_panels(bottom, table, x, runs, significance)
+    else:
+        top = fig
+    _summary_panels(top, table, x, runs)
+    fig.suptitle("sharing across tasks, by run", fontsize=11)
+    return fig
+
+
+def _null_panels(fig, table: xr.Dataset, x: np.ndarray, runs: list[str], significance: float) -> None:
+    measures = [str(m) for m in table["measure"].values]
+    axes = np.atleast_1d(fig.subplots(1, len(measures), squeeze=False)).ravel()
+    for ax, measure in zip(axes, measures, strict=True):
+        row = table.sel(measure=measure)
+        observed, mean = row["null_observed"].values, row["null_mean"].values
+        low, high, p = row["null_q05"].values, row["null_q95"].values, row["null_p_value"].values
+        ax.fill_between(x, low, high, color="#bbbbbb", alpha=0.6, lw=0, label="shuffled labels 5–95 %")
+        ax.plot(x, mean, color="#555555", ls="--", lw=1, label="shuffled mean")
+        ax.plot(x, observed, color="#1f77b4", marker="o", ms=4, label="observed")
+        significant = np.isfinite(p) & (p <= significance)
+        ax.plot(x[significant], observed[significant], ls="none", marker="o", ms=8, color="#d62728",
+                label=f"p ≤ {significance:g}")
+        ax.set_xticks(x, runs, fontsize=7, rotation=45 if len(runs) > 4 else 0)
+        ax.set_xlim(-0.5, len(runs) - 0.5)
+        ax.set_ylim(-0.03, 1.03)
+        level = NULL_MEASURES.get(measure, (True, "", ""))[1]
+        ax.set_title(_NULL_TITLES.get(measure, measure), fontsize=8, color="#2c7f2c" if level == "states" else "black")
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6, frameon=False, loc="best")
+    fig.suptitle("against shuffled task labels (green title: regime-free)", fontsize=9)
+
+
+def _summary_panels(fig, table: xr.Dataset, x: np.ndarray, runs: list[str]) -> None:
     panels = [
         ("similarity between tasks", ["sharing_index", "mean_jaccard", "mean_covariance_similarity", "mean_subspace_overlap"], (0, 1)),
         ("shared fractions", ["shared_regime_fraction", "shared_step_fraction", "active_unit_fraction",
@@ -163,7 +247,6 @@ def sharing_comparison_figure(table: xr.Dataset) -> Figure:
         ("regimes visited", ["n_regimes", "mean_regimes_per_task"], None),
         ("unit clusters", ["n_unit_clusters"], None),
     ]
-    fig = Figure(figsize=(max(7.0, 1.2 * len(runs) + 5.0), 6.0), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
     for ax, (title, names, limits) in zip(axes, panels, strict=True):
         for name in names:
@@ -180,13 +263,12 @@ def sharing_comparison_figure(table: xr.Dataset) -> Figure:
             ax.set_yscale("log")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, frameon=False)
-    fig.suptitle("sharing across tasks, by run", fontsize=11)
-    return fig
 
 
-def plot_sharing_comparison(table: xr.Dataset, path: str | os.PathLike | None = None, dpi: int = 110) -> Figure:
+def plot_sharing_comparison(table: xr.Dataset, path: str | os.PathLike | None = None, dpi: int = 110,
+                            significance: float = 0.05) -> Figure:
     """:func:`sharing_comparison_figure`, written atomically to ``path`` as PNG when given; returns the Figure."""
-    figure = sharing_comparison_figure(table)
+    figure = sharing_comparison_figure(table, significance=significance)
     if path is not None:
         save_figure(figure, path, dpi=dpi)
     return figure

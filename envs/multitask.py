@@ -19,14 +19,14 @@ from typing import Any
 
 import gymnasium
 import numpy as np
-from gymnasium.spaces import Discrete
+from gymnasium.spaces import Box, Discrete
 from neurogym.core import OBNOW, TrialEnv
 from neurogym.utils import spaces
 from neurogym.wrappers.block import MultiEnvs, ScheduleEnvs
 
-from .base import TaskEnv, TaskInterface, task_interface
+from .base import TaskEnv, TaskInterface, ideal_observer_accuracy, task_interface
 from .epochs import CANONICAL_EPOCHS, canonical_epoch_map
-from .options import check_number
+from .options import check_integer, check_number
 
 __all__ = ["MultiTaskEnv", "seed_trial_env"]
 
@@ -117,7 +117,7 @@ class MultiTaskEnv(TaskEnv):
     Inputs: the sub-tasks' common observation (K dimensions), then one rule
     input per task in the order of ``envs`` (``rule_<task>``), 1 for the
     trial's task on every step of the trial. Outputs: the sub-tasks' common
-    discrete actions. Targets, epochs (the sub-task's own names, zero-length
+    actions. Targets, epochs (the sub-task's own names, zero-length
     ones dropped) and the trial dict come from the sub-task; the trial dict
     also holds ``"task"``.
 
@@ -139,9 +139,21 @@ class MultiTaskEnv(TaskEnv):
             :mod:`neuroalrnn.envs.epochs`), over what sub-tasks declare in
             their own ``canonical_epochs``.
         tags: the env's ``metadata["tags"]``, in NeuroGym's vocabulary.
+        input_noise: standard deviation of Gaussian noise added to every input,
+            rule inputs included, at every step (drawn from this env's own
+            generator); 0: none. When positive, each trial dict records it as
+            ``"input_noise"``.
+        trials_per_draw: consecutive trials that share one task draw (Yang
+            et al. train on batches of one task); a block starts at every
+            ``seed``. A trial whose task is pinned (``new_trial(task=...)``)
+            leaves the block as it is. 1: every trial draws its task.
+
+    Sub-tasks with a discrete action space give this env the same number of
+    discrete actions; sub-tasks with a continuous (``Box``) action space must
+    all share its shape, and this env takes it.
 
     The sub-tasks' task interfaces (:func:`~neuroalrnn.envs.base.task_interface`)
-    must agree on ``scoring``, which becomes this env's.
+    must agree on ``scoring``, ``target_kind`` and ``tolerance``, which become this env's.
 
     Attributes:
         task_names: tuple of task names; position = index of the rule input.
@@ -162,6 +174,8 @@ class MultiTaskEnv(TaskEnv):
         output_names: tuple[str, ...] | None = None,
         canonical_epochs: Mapping[str, str] | None = None,
         tags: Sequence[str] = ("supervised",),
+        input_noise: float = 0.0,
+        trials_per_draw: int = 1,
     ) -> None:
         if not isinstance(envs, Mapping) or not envs:
             raise ValueError(f"envs must be a non-empty mapping task name -> TrialEnv, got {envs!r}")
@@ -185,12 +199,18 @@ class MultiTaskEnv(TaskEnv):
             if actions != n_actions:
                 raise ValueError(f"task {name!r} has {actions} actions, but {first!r} has {n_actions}; all must match")
         interfaces = {name: task_interface(self.envs[name]) for name in self.task_names}
-        scorings = {name: interface.scoring for name, interface in interfaces.items()}
-        if len(set(scorings.values())) > 1:
-            raise ValueError(f"the tasks must share one scoring; they declare {scorings}")
+        for field in ("scoring", "target_kind", "tolerance"):
+            declared_values = {name: getattr(interface, field) for name, interface in interfaces.items()}
+            if len(set(declared_values.values())) > 1:
+                raise ValueError(f"the tasks must share one {field}; they declare {declared_values}")
         super().__init__(dt=dt)
         self.metadata = {**type(self).metadata, "tags": list(tags)}
-        self.scoring = scorings[first]
+        self.scoring = interfaces[first].scoring
+        self.target_kind = interfaces[first].target_kind
+        self.tolerance = interfaces[first].tolerance
+        self.input_noise = check_number("input_noise", input_noise, 0.0)
+        self.trials_per_draw = check_integer("trials_per_draw", trials_per_draw, 1)
+        self._block_task, self._block_left = first, 0
         self.n_shared_inputs = n_inputs
         filled = self._filled_weights(weights)
         if sum(filled) <= 0:
@@ -211,7 +231,14 @@ class MultiTaskEnv(TaskEnv):
         self.observation_space = spaces.Box(
             -np.inf, np.inf, shape=(len(self.input_names),), dtype=np.float32, name=_group_labels(self.input_names)
         )
-        self.action_space = spaces.Discrete(n_actions, name=getattr(first_env.action_space, "name", None))
+        action_names = getattr(first_env.action_space, "name", None)
+        if isinstance(first_env.action_space, Discrete):
+            self.action_space = spaces.Discrete(n_actions, name=action_names)
+        else:
+            first_space = first_env.action_space
+            self.action_space = spaces.Box(
+                first_space.low, first_space.high, shape=first_space.shape, dtype=first_space.dtype, name=action_names
+            )
 
         epoch_orders = [self._declared_epochs(name, interfaces[name]) for name in self.task_names]
         declared: dict[str, str] = {}
@@ -251,9 +278,16 @@ class MultiTaskEnv(TaskEnv):
         shape = env.observation_space.shape
         if shape is None or len(shape) != 1:
             raise ValueError(f"task {name!r} has observation shape {shape}; only 1-D observations are supported")
-        if not isinstance(env.action_space, Discrete):
-            raise ValueError(f"task {name!r} has action space {env.action_space}; only discrete actions are supported")
-        return int(shape[0]), int(env.action_space.n)
+        actions, first = env.action_space, self.envs[self.task_names[0]].action_space
+        if isinstance(actions, Discrete | Box) and type(actions) is not type(first):
+            raise ValueError(f"task {name!r} has action space {actions}, but {self.task_names[0]!r} has {first}")
+        if isinstance(actions, Discrete):
+            return int(shape[0]), int(actions.n)
+        if isinstance(actions, Box) and actions.shape is not None and len(actions.shape) == 1:
+            return int(shape[0]), int(actions.shape[0])
+        raise ValueError(
+            f"task {name!r} has action space {actions}; only discrete actions or 1-D boxes are supported"
+        )
 
     def _declared_epochs(self, name: str, interface: TaskInterface) -> list[str]:
         """The task's epoch names: its ``epoch_names`` if it declares them, else a probe trial's non-empty ones."""
@@ -273,12 +307,29 @@ class MultiTaskEnv(TaskEnv):
             raise ValueError(f"weights name unknown tasks {unknown}; valid tasks: {list(self.task_names)}")
         return [check_number(f"weights[{name!r}]", weights.get(name, 1.0), 0.0) for name in self.task_names]
 
+    def ideal_observer_accuracy(self, batch: Any) -> np.ndarray | None:
+        """(trial,) each trial's ideal-observer accuracy by its sub-task (NaN where none); None if no task has one.
+
+        The trials of each task (``batch.task``) go, as one sub-batch, to that
+        sub-task's ``ideal_observer_accuracy``.
+        """
+        accuracy = np.full(batch.n_trials, np.nan)
+        defined = False
+        for code, name in enumerate(self.task_names):
+            rows = np.flatnonzero(np.asarray(batch.task) == code)
+            if rows.size:
+                sub = ideal_observer_accuracy(self.envs[name], batch.take(rows))
+                if sub is not None:
+                    accuracy[rows], defined = sub, True
+        return accuracy if defined else None
+
     # ---------------------------------------------------------- the trials
 
     def seed(self, seed: int | None = None) -> list:
         """Seed task choice and every sub-task, with seeds derived from ``seed`` (``SeedSequence``)."""
         own, *children = np.random.SeedSequence(seed).spawn(1 + len(self.task_names))
         super().seed(_seed_int(own))
+        self._block_left = 0
         for name, child in zip(self.task_names, children, strict=True):
             seed_trial_env(self.envs[name], child)
         return [seed]
@@ -286,7 +337,11 @@ class MultiTaskEnv(TaskEnv):
     def _new_trial(self, task: str | None = None, **kwargs):
         """Draw a task (or use ``task``) and build its trial; ``kwargs`` go to the sub-task's ``new_trial``."""
         if task is None:
-            task = self.task_names[self.rng.choice(len(self.task_names), p=self.probabilities)]
+            if self._block_left == 0:
+                self._block_task = self.task_names[self.rng.choice(len(self.task_names), p=self.probabilities)]
+                self._block_left = self.trials_per_draw
+            self._block_left -= 1
+            task = self._block_task
         elif task not in self.envs:
             raise ValueError(f"unknown task {task!r}; valid tasks: {list(self.task_names)}")
         env = self.envs[task]
@@ -299,6 +354,8 @@ class MultiTaskEnv(TaskEnv):
             )
         rule = np.broadcast_to(self._rule[task], (len(ob), len(self.task_names)))
         self.ob = np.concatenate([ob, rule], axis=1)
+        if self.input_noise > 0:
+            self.ob += (self.rng.standard_normal(self.ob.shape) * self.input_noise).astype(self.ob.dtype)
         self.gt = np.array(base.gt, copy=True)
         self._ob_built = self._gt_built = True
 
@@ -316,7 +373,8 @@ class MultiTaskEnv(TaskEnv):
 
         self.task = task
         base.performance = 0
-        return {**sub_trial, "task": task}
+        noise = {"input_noise": self.input_noise} if self.input_noise > 0 else {}
+        return {**sub_trial, **noise, "task": task}
 
     def _step(self, action):
         base = self.envs[self.task].unwrapped

@@ -22,6 +22,7 @@ from .copy_memory import CopyMemory
 from .flipflop import FlipFlop
 from .sequential_digits import SequentialDigits
 from .stimulus_selection import StimulusSelection
+from .yang.suite import yang19_faithful_suite
 from .yang19 import YANG19_TASK_DESCRIPTIONS, yang19_suite
 
 __all__ = [
@@ -65,10 +66,11 @@ _TASKS: dict[str, _Task] = {
         subtasks=YANG19_TASK_DESCRIPTIONS,
     ),
     "yang19-faithful": _Task(
-        yang19_suite,
-        "the Yang et al. 2019 suite in Yang's layout (dt 20 ms, 32-unit rings: 85 inputs, 33 outputs)",
+        yang19_faithful_suite,
+        "the 20 tasks of Yang et al. 2019 re-implemented from his code: his timing, stimuli, input noise, "
+        "least-squares targets and read-out (dt 20 ms, 32-unit rings: 85 inputs, 33 outputs)",
         "Yang19Faithful",
-        options={"preset": "faithful"},
+        held_out={"trials_per_draw": 1},  # test trials: every trial its own task and timing (Yang's test batches)
         subtasks=YANG19_TASK_DESCRIPTIONS,
     ),
     "adding": _Task(AddingProblem, "adding problem: report the sum of two marked values (regression)", "Adding"),

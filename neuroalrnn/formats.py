@@ -427,6 +427,7 @@ ANALYSIS = FileFormat(
 )
 
 _SHARING_REGIME_WHEN = "the trials have regimes (an AL-RNN)"
+_SHARING_NULL_WHEN = "the null of shuffled task labels was computed (n_permutations > 0; absent in older files)"
 
 SHARING = FileFormat(
     kind="sharing",
@@ -437,8 +438,9 @@ SHARING = FileFormat(
         "`neuroalrnn analyze` for runs with several tasks; compared across runs by `neuroalrnn sharing`). "
         "Only analysed steps count: valid, with an epoch, and not in the canonical fixation epoch. Pairwise "
         "matrices have dims (task, task_other) and are symmetric. The regime variables are absent for "
-        "networks without regimes, whose summary numbers are then NaN. Definitions: "
-        "`neuroalrnn.analyses.sharing.sharing_analysis`."
+        "networks without regimes, whose summary numbers are then NaN. The null variables hold each sharing "
+        "measure recomputed with the task labels shuffled across trials (`neuroalrnn.analyses.sharing_null`). "
+        "Definitions: `neuroalrnn.analyses.sharing.sharing_analysis`."
     ),
     written_by="neuroalrnn.analyses.sharing.sharing_analysis, written by neuroalrnn.workflows.run_analysis.analyze_run",
     read_by="neuroalrnn.workflows.run_analysis.compare_runs_sharing (`neuroalrnn sharing`)",
@@ -453,11 +455,16 @@ SHARING = FileFormat(
         "pair": "task pair \"A|B\" (coordinates task_a, task_b)",
         "ftv_bin": "bin of fractional task variance (coordinate: bin centre)",
         "component": "principal angle index",
+        "measure": "sharing measure given a null (sharing_index, mean_jaccard, shared_regime_fraction, "
+                   "shared_step_fraction, mean_covariance_similarity)",
+        "permutation": "one shuffle of the task labels across trials",
     },
     coordinates=(
         _var("task", "task", "string", "task name"),
         _var("task_other", "task_other", "string", "task name"),
         _var("epoch", "epoch", "string", "canonical epoch"),
+        _var("measure", "measure", "string", "name of the summary variable given a null", required=False,
+             when=_SHARING_NULL_WHEN),
     ),
     variables=(
         *_vars("task", "integer", {"n_trials": "trials of the task", "n_steps": "analysed steps of the task"}),
@@ -511,6 +518,20 @@ SHARING = FileFormat(
         _var("n_components_by_epoch", "epoch task", "integer", "principal components kept per epoch"),
         *_vars("", "float", {"mean_covariance_similarity": "mean over task pairs of covariance_similarity",
                              "mean_subspace_overlap": "mean over task pairs of subspace_overlap"}),
+        *_vars("measure", "float", {
+            "null_observed": "the measure with the true task labels",
+            "null_mean": "mean of the measure over task-label shuffles",
+            "null_std": "standard deviation (ddof = 1) over shuffles",
+            "null_q05": "5th percentile over shuffles",
+            "null_q95": "95th percentile over shuffles",
+            "null_normalised": "null_observed / null_mean (1 = as shared as with shuffled task labels)",
+            "null_p_value": "one-sided permutation p-value that tasks share less than with shuffled labels, "
+                            "(1 + #{shuffles at least as extreme}) / (n + 1)"},
+               required=False, when=_SHARING_NULL_WHEN),
+        _var("null_higher_is_shared", "measure", "bool", "a higher value of the measure means more sharing",
+             required=False, when=_SHARING_NULL_WHEN),
+        _var("null_distribution", "measure permutation", "float", "the measure under each shuffle", required=False,
+             when=_SHARING_NULL_WHEN),
     ),
     fields=(
         Field("analysis", "string", "what the file holds"),
@@ -521,6 +542,8 @@ SHARING = FileFormat(
         Field("seed", "integer", "seed of the trials", since=1),
         Field("simulated_with_noise", "flag", "the trials' provenance (see trials.nc)", since=1),
         Field("checkpoint_step", "integer", "the trials' provenance (see trials.nc)", since=1),
+        Field("n_permutations", "integer", "task-label shuffles of the null (0: no null; absent in older files)",
+              required=False),
     ),
     renamed_in_version_0={"cka": "covariance_similarity", "cka_by_epoch": "covariance_similarity_by_epoch",
                           "mean_cka": "mean_covariance_similarity"},

@@ -51,7 +51,7 @@ IDS = {
     "sequential-digits": "neuroalrnn/SequentialDigits-v0",
 }
 ENVS_DIR = Path(neuroalrnn.envs.__file__).parent.resolve()
-N_STEPS = 100  # as in NeuroGym's _test_run
+N_STEPS = 300  # NeuroGym's _test_run runs 100; a faithful Yang et al. trial lasts up to ~210 steps (dt 20 ms)
 SEED = 0
 
 # Warnings check_env raises about our envs, each accepted on purpose:

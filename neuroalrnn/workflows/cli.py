@@ -250,6 +250,15 @@ def _sharing(args) -> int:
     for label in table["run"].values:
         row = table.sel(run=label)
         print(f"{label:<{width}}  " + "  ".join(f"{float(row[name]):>{len(name)}.3f}" for name in columns))
+    if "null_normalised" in table:
+        print("\nagainst shuffled task labels (observed / shuffled mean; p: less shared than chance):")
+        measures = [str(name) for name in table["measure"].values]
+        print(f"{'run':<{width}}  " + "  ".join(f"{name:>26}" for name in measures))
+        for label in table["run"].values:
+            row = table.sel(run=label)
+            cells = [f"{float(row['null_normalised'].sel(measure=m)):.3f} "
+                     f"(p={float(row['null_p_value'].sel(measure=m)):.3f})" for m in measures]
+            print(f"{label:<{width}}  " + "  ".join(f"{cell:>26}" for cell in cells))
     if args.figure is not None:
         print(f"wrote {args.figure}")
     return 0

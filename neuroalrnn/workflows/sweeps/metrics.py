@@ -5,12 +5,18 @@
 ``METRICS`` maps a name to a function ``(trials, model, config) -> float`` of a
 run's test trials (the ``trials.nc`` Dataset), its trained model and its
 TrainConfig; an experiment selects some with ``[evaluate] metrics = [...]``.
+Besides ``sharing_index``: ``<measure>_vs_shuffled`` and ``<measure>_p`` for
+the regime ``sharing_index`` and the regime-free
+``mean_covariance_similarity``, the measure relative to its mean under
+shuffled task labels and the permutation p-value of "less shared than
+chance" (:mod:`neuroalrnn.analyses.sharing_null`).
 The functions must be importable (module level): the runs happen in other
 processes.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -19,7 +25,7 @@ import xarray as xr
 
 from ...training.config import TrainConfig
 
-__all__ = ["METRICS", "RESULT_VARIABLES", "MetricFunction", "sharing_index"]
+__all__ = ["METRICS", "RESULT_VARIABLES", "MetricFunction", "sharing_index", "sharing_null_metric"]
 
 RESULT_VARIABLES: dict[str, tuple[str, str]] = {
     "accuracy": ("held-out test accuracy (mean trial score)", ""),
@@ -44,8 +50,42 @@ def sharing_index(trials: xr.Dataset, model: torch.nn.Module, config: TrainConfi
 
     if np.unique(trials["task"].values).size < 2 or "regime" not in trials:
         return float("nan")
-    return float(sharing_analysis(trials)["sharing_index"])
+    return float(sharing_analysis(trials, n_permutations=0)["sharing_index"])
+
+
+_NULL_CACHE: dict[int, xr.Dataset] = {}  # id(trials) -> its null, for the metrics of one run (one at a time)
+
+
+def _sharing_null(trials: xr.Dataset) -> xr.Dataset | None:
+    """The null part of the sharing analysis of ``trials`` (computed once per Dataset), or None without regimes."""
+    from ...analyses.sharing import sharing_analysis
+
+    if np.unique(trials["task"].values).size < 2 or "regime" not in trials:
+        return None
+    if id(trials) not in _NULL_CACHE:
+        _NULL_CACHE.clear()
+        _NULL_CACHE[id(trials)] = sharing_analysis(trials)[["null_normalised", "null_p_value"]].load()
+    return _NULL_CACHE[id(trials)]
+
+
+def sharing_null_metric(measure: str, statistic: str) -> MetricFunction:
+    """A metric: ``statistic`` (``null_normalised`` or ``null_p_value``) of ``measure`` against shuffled task labels.
+
+    See :mod:`neuroalrnn.analyses.sharing_null`; NaN for a single-task run or
+    a model without regimes (then also for the regime-free measures, since
+    the sharing analysis of such runs is not made here).
+    """
+    return functools.partial(_null_statistic, measure=measure, statistic=statistic)  # picklable, for workers
+
+
+def _null_statistic(trials: xr.Dataset, model: torch.nn.Module, config: TrainConfig, *, measure: str,
+                    statistic: str) -> float:
+    null = _sharing_null(trials)
+    return float("nan") if null is None else float(null[statistic].sel(measure=measure))
 
 
 #: Extra per-run metrics by name; add one with ``METRICS["name"] = function``.
 METRICS: dict[str, MetricFunction] = {"sharing_index": sharing_index}
+for _measure in ("sharing_index", "mean_covariance_similarity"):
+    for _statistic, _suffix in (("null_normalised", "vs_shuffled"), ("null_p_value", "p")):
+        METRICS[f"{_measure}_{_suffix}"] = sharing_null_metric(_measure, _statistic)
