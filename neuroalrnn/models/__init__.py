@@ -48,3 +48,7 @@ __all__ = [
     "codes_to_bits",
     "regime_codes",
 ]
+
+from .pack import PackedALRNN  # noqa: E402
+
+__all__ += ["PackedALRNN"]

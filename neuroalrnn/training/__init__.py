@@ -53,3 +53,7 @@ __all__ = [
     "weighted_squared_error",
     "yang_squared_error",
 ]
+
+from .pack import PACK_FREE_FIELDS, PackTrainer, check_packable, pack_groups, time_pack  # noqa: E402
+
+__all__ += ["PACK_FREE_FIELDS", "PackTrainer", "check_packable", "pack_groups", "time_pack"]
