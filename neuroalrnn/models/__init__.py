@@ -13,7 +13,8 @@ encoded by :func:`bits_to_codes` and decoded by :func:`codes_to_bits`.
 
 Modules: :mod:`.alrnn` (the AL-RNN, its parameters and regime codes),
 :mod:`.baselines` (tanh RNN, GRU, LSTM), :mod:`.registry` (models by kind
-name) and :mod:`.fast` (the AL-RNN's fused training step).
+name), :mod:`.fast` (the AL-RNN's fused training step) and :mod:`.pack` (N
+AL-RNNs of one size stacked into one batched model).
 """
 
 from .alrnn import (
@@ -29,6 +30,7 @@ from .alrnn import (
     regime_codes,
 )
 from .baselines import GRUBaseline, LSTMBaseline, TanhRNN
+from .pack import PackedALRNN
 from .registry import MODEL_KINDS, build_model
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "MAX_INTEGER_CODE_BITS",
     "MODEL_KINDS",
     "PARAMETER_NAMES",
+    "PackedALRNN",
     "STABLE_COUPLING_NORM",
     "STABLE_SELF_COUPLING",
     "TanhRNN",
@@ -48,7 +51,3 @@ __all__ = [
     "codes_to_bits",
     "regime_codes",
 ]
-
-from .pack import PackedALRNN  # noqa: E402
-
-__all__ += ["PackedALRNN"]

@@ -8,6 +8,7 @@ files of a run directory). Imports models, never evaluation or workflows.
 
 from .config import TrainConfig
 from .data import bank_cache_path, batch_of_step, data_chunk, make_task, sample_chunk
+from .pack import PACK_FREE_FIELDS, PackTrainer, check_packable, pack_groups, time_pack
 from .trainer import (
     EVAL_SEED_OFFSET,
     TEST_SEED_OFFSET,
@@ -29,6 +30,11 @@ from .trainer import (
 )
 
 __all__ = [
+    "PACK_FREE_FIELDS",
+    "PackTrainer",
+    "check_packable",
+    "pack_groups",
+    "time_pack",
     "EVAL_SEED_OFFSET",
     "LoadedRun",
     "TEST_SEED_OFFSET",
@@ -53,7 +59,3 @@ __all__ = [
     "weighted_squared_error",
     "yang_squared_error",
 ]
-
-from .pack import PACK_FREE_FIELDS, PackTrainer, check_packable, pack_groups, time_pack  # noqa: E402
-
-__all__ += ["PACK_FREE_FIELDS", "PackTrainer", "check_packable", "pack_groups", "time_pack"]
