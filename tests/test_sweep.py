@@ -11,6 +11,7 @@ from pathlib import Path
 
 import filelock
 import numpy as np
+import torch
 import pytest
 import xarray as xr
 
@@ -35,6 +36,8 @@ from neuroalrnn.workflows.sweeps import (
     run_sweep,
 )
 from neuroalrnn.training import Trainer
+from neuroalrnn.workflows.cli import main
+from neuroalrnn.workflows.sweeps.runner import Job, _packed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,10 +94,10 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def tiny_sweep(tmp_path_factory):
-    """The tiny sweep on the local backend: a pool of two spawned worker processes."""
+    """The tiny sweep on the local backend: a pool of two spawned worker processes, every run alone."""
     folder = tmp_path_factory.mktemp("pool")
     path = _write(folder, TINY)
-    results = run_sweep(path, workers=2, progress=False, out=folder / "out")
+    results = run_sweep(path, workers=2, progress=False, out=folder / "out", pack=1)
     return path, folder / "out", results
 
 
@@ -370,7 +373,7 @@ def test_results_use_the_task_dim_and_read_old_subtask_files(tmp_path):
 def test_ray_backend_gives_the_same_results(tiny_sweep, tmp_path):
     pytest.importorskip("ray")
     path, out, results = tiny_sweep
-    ray_results = run_sweep(path, backend="ray", workers=1, progress=False, out=tmp_path / "ray")
+    ray_results = run_sweep(path, backend="ray", workers=1, progress=False, out=tmp_path / "ray", pack=1)
     xr.testing.assert_identical(_comparable(ray_results), _comparable(results))
     for name in TINY_RUNS:
         assert _result_without_timing(tmp_path / "ray" / "runs" / name) == _result_without_timing(out / "runs" / name)
@@ -386,7 +389,7 @@ def test_ray_backend_gives_the_same_results(tiny_sweep, tmp_path):
 def test_an_interrupted_sweep_finishes_without_redoing_finished_runs(tiny_sweep, tmp_path):
     path, _, fresh = tiny_sweep
     out = tmp_path / "out"
-    run_sweep(path, workers=0, progress=False, out=out)
+    run_sweep(path, workers=0, progress=False, out=out, pack=1)
     runs = out / "runs"
     # Killed during evaluation: trained, no result yet.
     evaluated = runs / "model=alrnn_P=1_seed=0"
@@ -413,7 +416,7 @@ def test_an_interrupted_sweep_finishes_without_redoing_finished_runs(tiny_sweep,
 
     untouched = {name: _snapshot(runs / name) for name in TINY_RUNS if name not in (evaluated.name, interrupted.name)}
     checkpoint = _snapshot(evaluated)[CHECKPOINT_FILE]
-    resumed = run_sweep(path, workers=0, progress=False, out=out)
+    resumed = run_sweep(path, workers=0, progress=False, out=out, pack=1)
 
     for name, files in untouched.items():
         assert _snapshot(runs / name) == files, name
@@ -504,3 +507,58 @@ def test_result_json_is_plain_json(tiny_sweep):
     text = (out / "runs" / "model=gru_seed=0" / RESULT_FILE).read_text()
     record = json.loads(text)  # NaN is stored as null, so any JSON reader takes it
     assert "NaN" not in text and record["regimes_used"] is None and record["coords"]["P"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Packs
+
+
+@pytest.fixture(scope="module")
+def packed_sweep(tiny_sweep, tmp_path_factory):
+    """The tiny sweep packed by default: its four AL-RNN runs train as one pack, the GRUs alone."""
+    path = tiny_sweep[0]
+    out = tmp_path_factory.mktemp("packed") / "out"
+    return out, run_sweep(path, workers=0, progress=False, out=out)
+
+
+def test_a_packed_sweep_gives_each_run_its_solo_result(tiny_sweep, packed_sweep, tmp_path, capsys):
+    _, solo_out, solo = tiny_sweep
+    packed_out, packed = packed_sweep
+    assert (packed["status"] == solo["status"]).all()
+    for name in ("accuracy", "regimes_used", "steps_trained"):
+        xr.testing.assert_equal(packed[name], solo[name])
+    xr.testing.assert_allclose(packed["final_loss"], solo["final_loss"], rtol=1e-4)
+    for name in TINY_RUNS[:4]:
+        a = load_checkpoint(packed_out / "runs" / name)["model"]
+        b = load_checkpoint(solo_out / "runs" / name)["model"]
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+    # the CLI takes --pack; a rerun finds every run done; the packs depend on the experiment only
+    assert main(["sweep", str(tiny_sweep[0]), "--out", str(packed_out), "--no-progress", "--pack", "2"]) == 0
+    assert "6 runs finished, 0 failed" in capsys.readouterr().out
+    jobs = [Job(point, "", None, {}) for point in load_experiment(tiny_sweep[0]).points]
+    assert [len(unit.members) if hasattr(unit, "members") else 1 for unit in _packed(jobs, None)] == [4, 1, 1]
+    assert [len(unit.members) if hasattr(unit, "members") else 1 for unit in _packed(jobs, 3)] == [3, 1, 1, 1]
+    assert all(not hasattr(unit, "members") for unit in _packed(jobs, 1))
+
+
+def test_a_killed_packed_sweep_resumes_to_the_uninterrupted_results(tiny_sweep, packed_sweep, tmp_path, monkeypatch):
+    from neuroalrnn.training import PackTrainer
+
+    path = tiny_sweep[0]
+    reference = packed_sweep[1]
+    save = PackTrainer._save
+
+    def save_then_stop(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        if min(trainer.step for trainer in self.trainers) >= 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(PackTrainer, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(path, workers=0, progress=False, out=tmp_path / "out")
+    monkeypatch.undo()
+    steps = [load_checkpoint(tmp_path / "out" / "runs" / name)["step"] for name in TINY_RUNS[:4]]
+    assert steps == [10] * 4
+    resumed = run_sweep(path, workers=0, progress=False, out=tmp_path / "out")
+    xr.testing.assert_identical(_comparable(resumed), _comparable(reference))

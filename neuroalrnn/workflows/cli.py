@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--retry-failed", action="store_true", help="run failed points again")
     sweep.add_argument("--plot", action="store_true", help="draw the sweep's figures when it is done")
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sweep.add_argument("--pack", type=_positive_int, default=None,
+                       help="train up to N compatible AL-RNN runs as one batched model (1: each alone; default: "
+                            "packs of 8 runs of M <= 64)")
     sweep.add_argument("--device", choices=DEVICES, default=None,
                        help="train and evaluate every run on this device (default: the file's, else cpu)")
     bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")
@@ -269,7 +272,7 @@ def _sweep(args) -> int:
 
     results = run_sweep(args.experiment, backend=args.backend, workers=args.workers, address=args.address,
                         progress=not args.no_progress, out=args.out, retry_failed=args.retry_failed,
-                        device=args.device)
+                        device=args.device, pack=args.pack)
     status = results["status"].values.ravel()
     failed = int((status == "failed").sum())
     print(f"{int((status == 'finished').sum())} runs finished, {failed} failed; "

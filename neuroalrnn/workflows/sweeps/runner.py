@@ -291,9 +291,73 @@ class Job:
 
 
 def run_job(job: Job) -> dict[str, Any]:
-    """Run one job (:func:`run_point`); what every backend executes."""
+    """Run one job (:func:`run_point`)."""
     return run_point(job.point, job.run_dir, job.evaluation, job.metrics, retry_failed=job.retry_failed,
                      lock_wait=job.lock_wait)
+
+
+@dataclass(frozen=True)
+class PackJob:
+    """Several runs trained as one pack (:class:`~neuroalrnn.training.PackTrainer`), then each evaluated."""
+
+    members: tuple[Job, ...]
+
+
+def run_pack(job: PackJob) -> list[dict[str, Any]]:
+    """Train the pack's runs together, then finish each with :func:`run_job`; their records, in order.
+
+    Runs not started yet train as one pack, runs stopped part-way (a killed
+    sweep) resume as another; runs with a result or a finished training are
+    left to :func:`run_job`. If the pack fails as a whole (e.g. a run
+    directory another process holds), nothing is lost: :func:`run_job` then
+    trains each run the pack did not finish alone, and a network that
+    diverged in the pack diverges again there and is recorded as failed.
+    """
+    from ...training import PackTrainer
+
+    fresh, partial = [], []
+    for member in job.members:
+        run_dir = Path(member.run_dir)
+        if read_result(run_dir) is not None:
+            continue
+        if (run_dir / CHECKPOINT_FILE).is_file():
+            with contextlib.suppress(Exception):  # an unreadable run is run_job's to record
+                if not _training_done(read_config(run_dir), run_dir):
+                    partial.append(member)
+        elif not (run_dir / CONFIG_FILE).exists():
+            fresh.append(member)
+    with contextlib.suppress(Exception):  # recorded run by run below
+        if len(fresh) > 1:
+            PackTrainer([member.point.config for member in fresh], [member.run_dir for member in fresh]).fit()
+        if len(partial) > 1:
+            PackTrainer.resume([member.run_dir for member in partial]).fit()
+    return [run_job(member) for member in job.members]
+
+
+def run_any(job: Job | PackJob) -> dict[str, Any] | list[dict[str, Any]]:
+    """What every backend executes: one run (:func:`run_job`) or one pack (:func:`run_pack`)."""
+    return run_pack(job) if isinstance(job, PackJob) else run_job(job)
+
+
+AUTO_PACK_MAX_UNITS = 64
+"""Automatic packing (``pack=None``) packs runs of at most this many units: the sizes it was measured at."""
+AUTO_PACK_SIZE = 8
+"""Automatic packing's pack size. Fixed, not set from the cores: a run's pack, and so its weights to the
+last bit (a pack pads its networks' trials to a common length, which changes the rounding of sums over
+time), then depend only on the experiment file and ``pack``, never on the machine."""
+
+
+def _packed(jobs: list[Job], pack: int | None) -> list[Job | PackJob]:
+    """``jobs`` grouped into packs of compatible runs of at most ``pack`` runs (None: automatic)."""
+    from ...training import pack_groups
+
+    if pack is None:
+        small = [job for job in jobs if job.point.config.n_units <= AUTO_PACK_MAX_UNITS]
+        others = [job for job in jobs if job.point.config.n_units > AUTO_PACK_MAX_UNITS]
+        return [*_packed(small, AUTO_PACK_SIZE), *others] if small else list(jobs)
+    groups = pack_groups([job.point.config for job in jobs], pack)
+    return [jobs[group[0]] if len(group) == 1 else PackJob(tuple(jobs[index] for index in group))
+            for group in groups]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +374,7 @@ def run_sweep(
     out: str | Path | None = None,
     retry_failed: bool = False,
     device: str | None = None,
+    pack: int | None = None,
 ) -> xr.Dataset:
     """Run every grid point of an experiment not yet done, then write and return ``out/results.nc``.
 
@@ -320,7 +385,16 @@ def run_sweep(
     a local Ray instance of ``workers`` CPUs). ``progress``: a bar over runs
     and one line per finished run. ``retry_failed``: run failed points again.
     ``device``: train and evaluate every run there (cpu, cuda, auto),
-    replacing the experiment's ``device`` setting.
+    replacing the experiment's ``device`` setting. ``pack``: train up to
+    this many compatible AL-RNN runs (same task, M, batch, steps, ...: see
+    :func:`neuroalrnn.training.check_packable`) as one batched model
+    (:class:`~neuroalrnn.training.PackTrainer`; each run gets its solo
+    weights to rounding); 1 trains every run alone; None packs runs of at
+    most :data:`AUTO_PACK_MAX_UNITS` units in packs of :data:`AUTO_PACK_SIZE`.
+    Which runs share a pack depends only on the experiment and ``pack``, so
+    a sweep gives the same weights on every machine. A packed run's
+    ``train_seconds`` is its pack's; a run resumed alone after a kill (its
+    pack's other runs done) matches its packed self to rounding only.
     See the module docstring for resuming, locks and stopping.
     """
     if backend not in BACKENDS:
@@ -329,6 +403,8 @@ def run_sweep(
         raise ValueError("address applies to the ray backend only (backend='ray')")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ValueError(f"workers must be an integer >= 0, got {workers!r}")
+    if pack is not None and (isinstance(pack, bool) or not isinstance(pack, int) or pack < 1):
+        raise ValueError(f"pack must be a positive integer (1: every run alone) or None (automatic), got {pack!r}")
     if backend == "ray":
         import_ray()
         if workers == 0:
@@ -355,26 +431,37 @@ def run_sweep(
         if done:
             say(f"{done} of {len(experiment.points)} runs already done (skipped)")
         n_workers = min(workers if workers is not None else available_cores(), len(jobs))
+        units = _packed(jobs, pack)  # what the backend schedules: runs and packs of runs
         if jobs:
             where = ("in this process" if n_workers == 0 else f"{n_workers} workers") if address is None \
                 else f"cluster at {address}"
-            say(f"running {len(jobs)} runs on the {backend} backend ({where}) into {experiment.out}")
+            packs = [unit for unit in units if isinstance(unit, PackJob)]
+            packed = (f", {sum(len(unit.members) for unit in packs)} of them in {len(packs)} "
+                      f"pack{'s' if len(packs) > 1 else ''}") if packs else ""
+            say(f"running {len(jobs)} runs{packed} on the {backend} backend ({where}) into {experiment.out}")
         notes: dict[str, str] = {}  # why a run has no result.json, for results.nc's error
         bar = tqdm(total=len(experiment.points), initial=done, desc=experiment.name, unit="run",
                    disable=not progress, dynamic_ncols=True)
         stopped: BaseException | None = None
         try:
-            def finished(job: Job, outcome: Any) -> None:
+            def finished_run(job: Job, outcome: Any) -> None:
                 record = outcome if isinstance(outcome, dict) else _lost(job, outcome)
                 if record["status"] not in ("finished", "failed"):
                     notes[job.point.name] = record["error"]
                 bar.update(1)
                 say(_summary(job.point.name, record))
 
+            def finished(unit: Job | PackJob, outcome: Any) -> None:
+                if not isinstance(unit, PackJob):
+                    finished_run(unit, outcome)
+                    return
+                for index, member in enumerate(unit.members):
+                    finished_run(member, outcome[index] if isinstance(outcome, list) else outcome)
+
             if jobs and backend == "ray":
-                run_ray(jobs, run_job, workers, address, finished)
+                run_ray(units, run_any, workers, address, finished)
             elif jobs:
-                run_local(jobs, run_job, n_workers, finished)
+                run_local(units, run_any, min(n_workers, len(units)), finished)
         except (KeyboardInterrupt, SystemExit) as interruption:
             stopped = interruption
         finally:
