@@ -19,6 +19,12 @@ machine slows both sides alike; medians are printed with their ratios.
     Trainer leaves to a data worker, is also shown spread over the steps that
     use the bank.
 
+(e) a sweep: the AL-RNN part of ``experiments/stimulus_selection_p.toml`` (P = 0 … 32 × 3
+    seeds at M = 32, 21 runs; fewer steps) run by ``neuroalrnn sweep`` as today's process pool
+    (``pack=1``: one process per run, as many workers as cores) and packed (the default: packs
+    of 8 runs, the same workers), in trained network-steps per second, start-up, evaluation
+    and file writing included; and the same at M = 256 (P = 0, 16, 256 × 1 seed).
+
 Peak memory: a fresh subprocess builds one variant, resets the kernel's
 peak-RSS mark (``/proc/self/clear_refs``), runs 3 training steps and reports
 the peak resident size during them (``VmHWM``) minus the resident size before
@@ -47,7 +53,7 @@ from ..training import Trainer, batch_of_step, make_task, sample_chunk
 from ..training.config import TrainConfig
 from ..training.rundir import read_metrics
 
-__all__ = ["run_benchmark"]
+__all__ = ["run_benchmark", "sweep_benchmark"]
 
 N_INPUTS, N_OUTPUTS, N_STEPS = 5, 3, 100
 SIZES = ((128, 32), (256, 128))  # (units, batch)
@@ -216,9 +222,51 @@ def _make(variant: str, units: int, batch: int, device: str = "cpu") -> Callable
     }[variant]()
 
 
+SWEEP_GRIDS = {  # units -> (P values, seeds, steps) of benchmark (e)
+    32: ((0, 1, 2, 4, 8, 16, 32), (0, 1, 2), 300),
+    256: ((0, 16, 256), (0,), 40),
+}
+
+
+def _sweep_rate(units: int, pack: int | None, workers: int, device: str = "cpu") -> float:
+    """Trained network-steps per second of benchmark (e)'s grid at ``units``, swept with ``pack``."""
+    from .sweeps import parse_experiment, run_sweep
+
+    p_values, seeds, steps = SWEEP_GRIDS[units]
+    text = (f'name = "bench"\n[fixed]\ntask = "stimulus-selection"\nn_units = {units}\nsteps = {steps}\n'
+            f'batch_size = 32\neval_every = 100\neval_trials = 200\ndevice = "{device}"\n'
+            f"[grid]\nn_nonlinear = {list(p_values)}\nseed = {list(seeds)}\n[evaluate]\ntrials = 200\n")
+    with tempfile.TemporaryDirectory() as folder:
+        experiment = parse_experiment(text, out=folder)
+        start = time.perf_counter()
+        run_sweep(experiment, workers=workers, progress=False, pack=pack)
+        seconds = time.perf_counter() - start
+    return len(p_values) * len(seeds) * steps / seconds
+
+
+def sweep_benchmark(rounds: int = 1, log: Callable[[str], None] = print, device: str = "cpu") -> dict:
+    """(e): a sweep's trained network-steps per second, process pool (pack=1) vs packed; medians of ``rounds``."""
+    from ..system import available_cores
+
+    workers = available_cores()
+    results = {}
+    log(f"\n(e) a P x seed sweep on stimulus selection, {workers} workers: network-steps per second")
+    for units, (p_values, seeds, steps) in SWEEP_GRIDS.items():
+        pool, packed = [], []
+        for _ in range(rounds):
+            pool.append(_sweep_rate(units, 1, workers, device))
+            packed.append(_sweep_rate(units, None if units <= 64 else 8, workers, device))
+        rates = {"pool": statistics.median(pool), "packed": statistics.median(packed)}
+        rates["speedup"] = rates["packed"] / rates["pool"]
+        log(f"  M={units}, {len(p_values) * len(seeds)} runs x {steps} steps: process pool "
+            f"{rates['pool']:7.0f}, packed {rates['packed']:7.0f}  ({rates['speedup']:.2f}x)")
+        results[f"sweep_M{units}"] = rates
+    return results
+
+
 def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memory: bool = True,
-                  log: Callable[[str], None] = print, device: str = "cpu") -> dict:
-    """Run (a)–(d) and print a table; returns the medians (seconds) and ratios.
+                  log: Callable[[str], None] = print, device: str = "cpu", sweep: bool = True) -> dict:
+    """Run (a)–(e) and print a table; returns the medians (seconds) and ratios.
 
     ``device``: where (a)–(c) run, every side on the same device (cpu, cuda,
     auto); GPU timings wait for the device (``torch.cuda.synchronize``). The
@@ -273,6 +321,9 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
         f"{data['steps_per_bank']} batches (in a data worker): {1e3 * data['ours']:.3f} ms/batch in all, "
         f"{data['ngym'] / data['ours']:.1f}x faster than ngym.Dataset")
     results["batch"] = {**data, "speedup_take": data["ngym"] / data["take"], "speedup": data["ngym"] / data["ours"]}
+
+    if sweep:
+        results.update(sweep_benchmark(log=log, device=device))
 
     if memory and device == "cpu":
         log("\npeak memory of 3 training steps above the set-up (VmHWM − VmRSS, fresh process each)")

@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")
     bench.add_argument("--rounds", type=_positive_int, default=5, help="interleaved rounds (default 5)")
     bench.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    bench.add_argument("--no-sweep", action="store_true", help="skip (e), the packed sweep against the process pool")
     bench.add_argument("--device", choices=DEVICES, default="cpu",
                        help="run every side on this device: cpu (default), cuda, or auto")
     return parser
@@ -285,7 +286,7 @@ def _sweep(args) -> int:
 def _bench(args) -> int:
     from .bench import run_benchmark
 
-    run_benchmark(rounds=args.rounds, memory=not args.no_memory, device=args.device)
+    run_benchmark(rounds=args.rounds, memory=not args.no_memory, device=args.device, sweep=not args.no_sweep)
     return 0
 
 
