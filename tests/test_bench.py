@@ -31,7 +31,8 @@ def test_a_tiny_benchmark_reports_every_comparison(small_banks, monkeypatch):
     monkeypatch.setattr(bench, "SIZES", ((16, 8),))
     monkeypatch.setattr(bench, "SWEEP_GRIDS", {8: ((1, 2), (0,), 4)})
     lines: list[str] = []
-    results = bench.run_benchmark(rounds=1, repeats=1, loop_steps=6, memory=False, log=lines.append)
+    results = bench.run_benchmark(rounds=1, repeats=1, loop_steps=6, memory=False, log=lines.append,
+                                  sweep_workers=0)
     assert "(e) a P x seed sweep" in "\n".join(lines) and results["sweep_M8"]["speedup"] > 0
     text = "\n".join(lines)
     for variant in ("nn.RNN", "AL-RNN plain", "AL-RNN fast"):

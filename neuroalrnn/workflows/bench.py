@@ -244,11 +244,15 @@ def _sweep_rate(units: int, pack: int | None, workers: int, device: str = "cpu")
     return len(p_values) * len(seeds) * steps / seconds
 
 
-def sweep_benchmark(rounds: int = 1, log: Callable[[str], None] = print, device: str = "cpu") -> dict:
-    """(e): a sweep's trained network-steps per second, process pool (pack=1) vs packed; medians of ``rounds``."""
+def sweep_benchmark(rounds: int = 1, log: Callable[[str], None] = print, device: str = "cpu",
+                    workers: int | None = None) -> dict:
+    """(e): a sweep's trained network-steps per second, process pool (pack=1) vs packed; medians of ``rounds``.
+
+    ``workers``: the sweeps' worker processes (default: the usable cores; 0 = in this process).
+    """
     from ..system import available_cores
 
-    workers = available_cores()
+    workers = available_cores() if workers is None else workers
     results = {}
     log(f"\n(e) a P x seed sweep on stimulus selection, {workers} workers: network-steps per second")
     for units, (p_values, seeds, steps) in SWEEP_GRIDS.items():
@@ -265,7 +269,8 @@ def sweep_benchmark(rounds: int = 1, log: Callable[[str], None] = print, device:
 
 
 def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memory: bool = True,
-                  log: Callable[[str], None] = print, device: str = "cpu", sweep: bool = True) -> dict:
+                  log: Callable[[str], None] = print, device: str = "cpu", sweep: bool = True,
+                  sweep_workers: int | None = None) -> dict:
     """Run (a)–(e) and print a table; returns the medians (seconds) and ratios.
 
     ``device``: where (a)–(c) run, every side on the same device (cpu, cuda,
@@ -323,7 +328,7 @@ def run_benchmark(rounds: int = 5, repeats: int = 10, loop_steps: int = 40, memo
     results["batch"] = {**data, "speedup_take": data["ngym"] / data["take"], "speedup": data["ngym"] / data["ours"]}
 
     if sweep:
-        results.update(sweep_benchmark(log=log, device=device))
+        results.update(sweep_benchmark(log=log, device=device, workers=sweep_workers))
 
     if memory and device == "cpu":
         log("\npeak memory of 3 training steps above the set-up (VmHWM − VmRSS, fresh process each)")
