@@ -59,6 +59,8 @@ import xarray as xr
 from scipy import sparse
 from scipy.special import xlogy
 
+from .. import formats
+
 if TYPE_CHECKING:
     from .sharing import _Steps
 
@@ -154,17 +156,8 @@ def _summarise(values: dict[str, np.ndarray], n_permutations: int) -> xr.Dataset
             slack = _TIE_TOLERANCE * max(abs(value), 1.0)
             extreme = sample <= value + slack if higher[position] else sample >= value - slack
             summary["null_p_value"][position] = (1 + int(extreme.sum())) / (sample.size + 1)
-    descriptions = {
-        "null_observed": "the measure with the true task labels",
-        "null_mean": "mean of the measure over task-label shuffles",
-        "null_std": "standard deviation (ddof = 1) over shuffles",
-        "null_q05": "5th percentile over shuffles",
-        "null_q95": "95th percentile over shuffles",
-        "null_normalised": "null_observed / null_mean (1 = as shared as with shuffled task labels)",
-        "null_p_value": "one-sided permutation p-value that tasks are less shared than with shuffled labels, "
-                        "(1 + #{shuffles at least as extreme}) / (n + 1)",
-    }
-    data_vars = {key: ("measure", summary[key], {"description": descriptions[key]}) for key in NULL_VARIABLES}
+    data_vars = {key: ("measure", summary[key], {"description": formats.description("sharing", key)})
+                 for key in NULL_VARIABLES}
     data_vars["null_higher_is_shared"] = ("measure", higher,
                                           {"description": "a higher value means more sharing (a similarity)"})
     data_vars["null_distribution"] = (("measure", "permutation"), distribution,

@@ -239,7 +239,8 @@ def _build_task(name: str, dt: float, dim_ring: int, sigma: float | None, reward
     return _Yang19Task(variants)
 
 
-def _task_list(tasks: str | Iterable[str] | None) -> list[str]:
+def task_list(tasks: str | Iterable[str] | None) -> list[str]:
+    """The task names ``tasks`` stands for (None: all 20, in Yang's order), checked: known, not repeated."""
     if tasks is None:
         return list(YANG19_TASKS)
     names = [tasks] if isinstance(tasks, str) else list(tasks)
@@ -274,7 +275,7 @@ def yang19_suite(
             and matching tasks, per step sigma/√dt; NeuroGym's default 1) and
             ``rewards`` (NeuroGym reward dict) go to every task that takes them.
     """
-    names = _task_list(tasks)
+    names = task_list(tasks)
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     unknown = sorted(set(overrides) - set(OVERRIDES))

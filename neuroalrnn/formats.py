@@ -45,6 +45,7 @@ __all__ = [
     "Variable",
     "check_trials_match",
     "declared_parts",
+    "description",
     "format_version",
     "read",
     "recording_variable",
@@ -868,6 +869,15 @@ def _declaration(kind: str) -> FileFormat:
     if kind not in FORMATS:
         raise ValueError(f"unknown file kind {kind!r}; kinds: {', '.join(FORMATS)}")
     return FORMATS[kind]
+
+
+def description(kind: str, name: str) -> str:
+    """The declared meaning of coordinate, variable or field ``name`` of file ``kind`` (one definition for writers)."""
+    declaration = _declaration(kind)
+    for spec in (*declaration.coordinates, *declaration.variables, *declaration.fields):
+        if spec.name == name:
+            return spec.description
+    raise ValueError(f"file kind {kind!r} declares no {name!r}")
 
 
 def declared_parts(kind: str) -> frozenset[str]:

@@ -363,7 +363,7 @@ def test_conditions_can_be_pinned():
         (lambda: yang19_faithful_suite(n_ring=1), r"^n_ring must be an integer >= 2, got 1$"),
         (lambda: yang19_faithful_suite(sigma_x=-1), r"^sigma_x must be a finite number >= 0, got -1$"),
         (lambda: yang19_faithful_suite(trials_per_draw=0), r"^trials_per_draw must be an integer >= 1, got 0$"),
-        (lambda: yang19_faithful_suite(tasks=["go", "fdgo"]), r"^tasks must name tasks among go, rtgo"),
+        (lambda: yang19_faithful_suite(tasks=["go", "fdgo"]), r"^unknown tasks \[.fdgo.\]; valid tasks: go, rtgo"),
         (lambda: yang19_faithful_task("go").new_trial(coherence=0.1), r"^unknown conditions \['coherence'\]"),
         (lambda: yang19_faithful_task("go").new_trial(modality=3), r"^modality must be 1 or 2, got 3$"),
         (lambda: yang19_faithful_task("dm1").new_trial(stim1_mod2_strength=1.0), r"^unknown conditions \['stim1_mod2"),

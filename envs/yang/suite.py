@@ -18,7 +18,7 @@ import numpy as np
 
 from ..multitask import MultiTaskEnv
 from ..options import check_integer, check_number
-from ..yang19 import YANG19_TASKS
+from ..yang19 import YANG19_TASKS, task_list
 from .decision import DecisionMaking, DelayedDecisionMaking
 from .matching import MatchToCategory, MatchToSample
 from .reach import DelayedGo, Go, ReactionTimeGo
@@ -65,19 +65,6 @@ def yang19_faithful_task(name: str, **options: Any) -> YangTask:
     return task_class(**settings, **options)
 
 
-def _task_list(tasks: str | Iterable[str] | None) -> list[str]:
-    if tasks is None:
-        return list(YANG19_TASKS)
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = [name for name in names if name not in YANG19_TASKS]
-    if unknown or not names:
-        raise ValueError(f"tasks must name tasks among {', '.join(YANG19_TASKS)}; got {names!r}")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"tasks must not repeat, got {repeated} more than once")
-    return names
-
-
 def yang19_faithful_suite(
     tasks: str | Iterable[str] | None = None,
     weights: Mapping[str, float] | None = None,
@@ -112,7 +99,7 @@ def yang19_faithful_suite(
             the per-block stimulus modality, as Yang's batches of 64 do
             (``trials_per_draw=64``); 1: every trial draws its own.
     """
-    names = _task_list(tasks)
+    names = task_list(tasks)
     dt = check_dt(dt)
     if dim_ring is not None:
         if check_integer("dim_ring", dim_ring, 2) != n_ring and n_ring != 32:
