@@ -96,7 +96,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import rankdata
 from threadpoolctl import threadpool_limits
 
-from ..formats import FORMAT_VERSION, recording_variable, validate
+from ..formats import FORMAT_VERSION, recording_variable
 from ..system import jsonable
 from .core import validate_trials
 from .figures import save_figure
@@ -309,20 +309,14 @@ def validate_recordings(recordings: xr.DataArray | xr.Dataset, variable: str | N
 
 
 def load_recordings(path: str | os.PathLike, variable: str | None = None) -> xr.DataArray:
-    """Read a recordings NetCDF file (h5netcdf) fully into memory and validate it (:func:`validate_recordings`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no recordings file at {path}")
-    # decode_timedelta=False: a time axis in "milliseconds" stays numbers (and xarray does not warn).
-    with xr.open_dataset(path, engine="h5netcdf", decode_timedelta=False) as opened:
-        dataset = opened.load()
-    try:
-        responses = validate_recordings(dataset, variable)  # its messages carry the specific fixes
-        validate("recordings", dataset, variable=variable, source=path)
-        return responses
-    except ValueError as error:
-        message = str(error)
-        raise ValueError(message if str(path) in message else f"{path}: {message}") from None
+    """Read a recordings file (NetCDF, or NWB by its ``.nwb`` suffix) as a validated (trial, time, neuron) DataArray.
+
+    The file is read by :func:`neuroalrnn.analyses.recordings.read_recordings` (the one reader; see it for the
+    NWB options) and its responses taken out by :func:`validate_recordings`.
+    """
+    from .recordings import read_recordings
+
+    return validate_recordings(read_recordings(path, variable=variable), variable)
 
 
 def _time_ms(data: xr.DataArray | xr.Dataset, side: str, require_units: bool) -> np.ndarray:

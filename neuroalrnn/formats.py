@@ -685,10 +685,14 @@ RECORDINGS = FileFormat(
         "`--variable`. Conditions are coordinates on `trial` with the model's names and values (e.g. "
         "`context` = motion / colour), or mapped onto them with `compare(..., mapping=...)`. Time is ms from "
         "trial start. Condition-averaged data is one trial per condition. Written by you (or "
-        "`benchmarks/make_recordings.py` from a model)."
+        "`benchmarks/make_recordings.py` from a model). An NWB file (`.nwb`) is read into this same layout: "
+        "its Units table's spikes binned into `rates` on the trials of its trials table, its other trial "
+        "columns as conditions and its `<name>_time` columns as epoch starts (docs/analyses.md, \"NWB "
+        "recordings\")."
     ),
-    written_by="you; benchmarks/make_recordings.py makes synthetic ones",
-    read_by="neuroalrnn.analyses.compare.load_recordings / validate_recordings (`neuroalrnn compare`)",
+    written_by="you; benchmarks/make_recordings.py makes synthetic ones (NetCDF, or NWB with `--format nwb`)",
+    read_by="neuroalrnn.analyses.recordings.read_recordings (NetCDF and NWB; `neuroalrnn compare`), "
+            "neuroalrnn.analyses.compare.load_recordings / validate_recordings",
     dims={"trial": "one recorded trial (or one condition average)", "time": "sample within the trial",
           "neuron": "recorded neuron"},
     coordinates=(

@@ -63,6 +63,16 @@ _positive_int = _argument(POSITIVE_INTEGER)
 _non_negative_int = _argument(NON_NEGATIVE_INTEGER)
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _key_value(text: str) -> tuple[str, object]:
     """KEY=VALUE, the value parsed as JSON when it is JSON, else kept as text."""
     key, sep, value = text.partition("=")
@@ -147,8 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="compare a run's latents with neural recordings (CKA, Procrustes, RSA)")
     compare.add_argument("run_dir", type=Path, metavar="DIR")
-    compare.add_argument("recordings", type=Path, metavar="RECORDINGS.nc",
-                         help="NetCDF: (trial, time, neuron), per-trial conditions, time in ms")
+    compare.add_argument("recordings", type=Path, metavar="RECORDINGS",
+                         help="NetCDF (.nc: (trial, time, neuron), per-trial conditions, time in ms) or NWB (.nwb: "
+                              "spike times of the Units table binned on the trials table's trials)")
     compare.add_argument("--align", choices=("epoch", "time"), default="epoch",
                          help="compare per epoch (resampled to --bins points) or on the model's time grid")
     compare.add_argument("--bins", type=_positive_int, default=5, help="points per epoch with --align epoch")
@@ -156,10 +167,19 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the shuffles")
     compare.add_argument("--conditions", nargs="+", default=None, metavar="NAME",
                          help="conditions to match (default: every condition both sides have)")
-    compare.add_argument("--condition-map", type=_key_value, action="append", default=[], metavar="RECORDED=MODEL",
-                         help="match the recordings' condition RECORDED to the model's MODEL, e.g. ctx=context; "
-                              "a JSON value maps values too: 'context={\"M\": \"motion\"}' or "
-                              "'ctx=[\"context\", {\"M\": \"motion\"}]'; the key epoch maps epoch names (repeatable)")
+    compare.add_argument("--map", "--condition-map", dest="condition_map", type=_key_value, action="append",
+                         default=[], metavar="RECORDED=MODEL",
+                         help="match the recordings' condition RECORDED to the model's MODEL, e.g. "
+                              "coh_motion=motion_coherence; a JSON value maps values too: 'context={\"M\": "
+                              "\"motion\"}' or 'ctx=[\"context\", {\"M\": \"motion\"}]'; the key epoch maps epoch "
+                              "names: 'epoch={\"stim\": \"stimulus\"}' (repeatable; --condition-map is the old name)")
+    compare.add_argument("--bin-ms", type=_positive_number, default=None, metavar="MS",
+                         help="NWB: bin width of the rates in ms (default: the run's dt)")
+    compare.add_argument("--drop-empty-units", action="store_true",
+                         help="NWB: leave out units with no spikes (default: refuse the file)")
+    compare.add_argument("--outside-trials", choices=("raise", "drop"), default="raise",
+                         help="NWB: spike times outside every trial refuse the file (raise, default) or are left "
+                              "out (drop: for recordings that run between trials)")
     compare.add_argument("--variable", default=None, help="which variable of a recordings Dataset")
     compare.add_argument("--nan-policy", choices=("raise", "drop_neurons", "omit"), default="raise")
     compare.add_argument("--trials", type=_positive_int, default=None,
@@ -195,15 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _condition_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """--condition-map pairs as ``analyses.compare.compare``'s ``mapping`` (a [name, values] list -> a pair)."""
+    """--map (--condition-map) pairs as ``analyses.compare.compare``'s ``mapping`` (a [name, values] list -> a pair)."""
     mapping: dict[str, object] = {}
     for recorded, target in pairs:
         if recorded in mapping:
-            raise ValueError(f"--condition-map names the recordings' condition {recorded!r} twice")
+            raise ValueError(f"--map/--condition-map names the recordings' condition {recorded!r} twice")
         if isinstance(target, list) and len(target) == 2 and isinstance(target[0], str) and isinstance(target[1], dict):
             target = tuple(target)
         elif not isinstance(target, str | dict):
-            raise ValueError(f"--condition-map {recorded}={json.dumps(target)}: the value must be the model's "
+            raise ValueError(f"--map/--condition-map {recorded}={json.dumps(target)}: the value must be the model's "
                              "condition name, a JSON object of values {\"recorded\": \"model\"}, or a JSON pair "
                              "[name, {values}]")
         mapping[recorded] = target
@@ -211,13 +231,26 @@ def _condition_mapping(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _compare(args) -> int:
-    from ..analyses.compare import compare, load_recordings, plot_comparison
+    from ..analyses.compare import compare, plot_comparison
+    from ..analyses.recordings import NWB_SUFFIXES, read_recordings
     from ..evaluation import current_trials
     from ..storage import write_netcdf
 
     mapping = _condition_mapping(args.condition_map)
-    recordings = load_recordings(args.recordings, variable=args.variable)
-    trials = current_trials(args.run_dir, args.trials, progress=print)
+    if not args.recordings.is_file():
+        raise FileNotFoundError(f"no recordings file at {args.recordings}")
+    nwb = args.recordings.suffix.lower() in NWB_SUFFIXES
+    options: dict[str, object] = {"variable": args.variable}
+    if nwb:  # binned on the run's dt unless --bin-ms says otherwise, so the trials come first
+        trials = current_trials(args.run_dir, args.trials, progress=print)
+        options.update(bin_ms=args.bin_ms or float(trials.attrs["dt"]), drop_empty_units=args.drop_empty_units,
+                       outside_trials=args.outside_trials)
+    elif args.bin_ms is not None or args.drop_empty_units or args.outside_trials != "raise":
+        raise ValueError("--bin-ms, --drop-empty-units and --outside-trials apply to NWB recordings (.nwb); "
+                         f"{args.recordings} is NetCDF")
+    recordings = read_recordings(args.recordings, **options)
+    if not nwb:  # a bad NetCDF file is refused before any simulation
+        trials = current_trials(args.run_dir, args.trials, progress=print)
     result = compare(trials, recordings, conditions=args.conditions, mapping=mapping or None, align=args.align,
                      n_bins=args.bins, n_shuffles=args.shuffles, seed=args.seed, nan_policy=args.nan_policy)
     matched = json.loads(result.attrs.get("conditions", "[]"))

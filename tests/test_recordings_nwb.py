@@ -1,0 +1,262 @@
+"""NWB recordings: the synthetic writer, the one reader (NWB and NetCDF), its bad-file lines, and `compare` on NWB."""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pynwb
+import pytest
+import xarray as xr
+from neuroalrnn.analyses.compare import load_recordings
+from neuroalrnn.analyses.recordings import read_recordings
+
+from neuroalrnn.evaluation.simulate import simulate
+from neuroalrnn.formats import validate
+from neuroalrnn.storage import write_netcdf
+from neuroalrnn.training import Trainer, load_model
+from neuroalrnn.training.config import TrainConfig
+from neuroalrnn.workflows.cli import main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
+N_TRIALS, N_NEURONS = 40, 6
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("make_recordings", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+make_recordings = _load_script()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("trained") / "run"
+    config = TrainConfig(n_units=8, n_nonlinear=2, steps=4, batch_size=4, eval_every=2, eval_trials=8,
+                         checkpoint_every=2, bank_size=16, seed=1, data_workers=0)
+    Trainer(config, run, progress=False).fit()
+    return run
+
+
+@pytest.fixture(scope="module")
+def model_trials(run):
+    config, model, env = load_model(run)
+    return simulate(model, env, N_TRIALS, seed=3, task_name=config.task)
+
+
+@pytest.fixture(scope="module")
+def nwb_path(model_trials, tmp_path_factory):
+    path = tmp_path_factory.mktemp("nwb") / "synthetic.nwb"
+    make_recordings.write_nwb(make_recordings.synthetic_nwb(model_trials, N_NEURONS, seed=5), path)
+    return path
+
+
+def _spikes_and_trials(path):
+    with pynwb.NWBHDF5IO(str(path), mode="r") as io:
+        nwbfile = io.read()
+        spikes = [np.asarray(nwbfile.units["spike_times"][i]) for i in range(len(nwbfile.units))]
+        table = nwbfile.trials.to_dataframe()
+    return spikes, table
+
+
+# ----------------------------------------------------------------------------- writer and round trip
+
+
+def test_written_file_has_no_critical_inspector_issue(nwb_path):
+    nwbinspector = pytest.importorskip("nwbinspector")
+    messages = list(nwbinspector.inspect_nwbfile(nwbfile_path=nwb_path))
+    critical = [f"{m.check_function_name}: {m.message}" for m in messages
+                if m.importance.value >= nwbinspector.Importance.CRITICAL.value]
+    assert critical == []
+
+
+@pytest.mark.parametrize("bin_ms", [20.0, 50.0, 35.0])
+def test_binned_counts_equal_a_direct_histogram_of_the_spike_times(nwb_path, bin_ms):
+    recordings = read_recordings(nwb_path, bin_ms=bin_ms)
+    validate("recordings", recordings)
+    spikes, table = _spikes_and_trials(nwb_path)
+    bin_s = bin_ms / 1000
+    counts = recordings["rates"].values * bin_s
+    for trial, (start, stop) in enumerate(zip(table["start_time"], table["stop_time"], strict=True)):
+        n_bins = int(np.floor((stop - start) / bin_s + 1e-9))
+        assert recordings["mask"].values[trial].sum() == n_bins
+        assert np.isnan(counts[trial, n_bins:]).all()
+        edges = start + np.arange(n_bins + 1) * bin_s
+        for unit, times in enumerate(spikes):
+            expected = np.histogram(times, bins=edges)[0]
+            np.testing.assert_allclose(counts[trial, :n_bins, unit], expected, atol=1e-4)
+    assert recordings["rates"].attrs["units"] == "spikes/s"
+    assert recordings["time"].values[1] == pytest.approx(bin_ms)
+
+
+def test_conditions_and_epochs_come_back(nwb_path, model_trials):
+    dt = float(model_trials.attrs["dt"])
+    recordings = read_recordings(nwb_path, bin_ms=dt)
+    for name in ("context", "coh_motion", "coh_colour", "task"):
+        np.testing.assert_array_equal(recordings[name].values, model_trials[name].values)
+    mask = model_trials["mask"].values
+    assert recordings.sizes["time"] == mask.sum(axis=1).max()
+    n_time = recordings.sizes["time"]
+    np.testing.assert_array_equal(recordings["mask"].values, mask[:, :n_time])
+    valid = recordings["mask"].values
+    np.testing.assert_array_equal(recordings["epoch"].values[valid], model_trials["epoch"].values[:, :n_time][valid])
+
+
+def test_the_synthetic_counts_follow_the_model_rates(nwb_path, model_trials):
+    """At bin = dt each count is the writer's Poisson draw for that step: its mean follows the neurons' rates."""
+    dt = float(model_trials.attrs["dt"])
+    recordings = read_recordings(nwb_path, bin_ms=dt)
+    rng = np.random.default_rng(5)
+    rates, mask, _ = make_recordings.neuron_rates(model_trials, N_NEURONS, rng=rng)
+    n_time = recordings.sizes["time"]
+    valid = mask[:, :n_time]
+    observed = recordings["rates"].values[valid].mean(axis=0)
+    expected = rates[:, :n_time][valid].mean(axis=0)
+    np.testing.assert_allclose(observed, expected, rtol=0.25)
+
+
+def test_the_mapping_renames_conditions_values_and_epochs(nwb_path, model_trials):
+    recordings = read_recordings(nwb_path, bin_ms=float(model_trials.attrs["dt"]), mapping={
+        "context": ("rule", {"motion": "M", "colour": "C"}), "coh_motion": "motion_coherence",
+        "epoch": {"stimulus": "stim"}})
+    assert "context" not in recordings.coords and "coh_motion" not in recordings.coords
+    assert set(recordings["rule"].values.tolist()) <= {"M", "C"}
+    np.testing.assert_array_equal(recordings["motion_coherence"].values, model_trials["coh_motion"].values)
+    epochs = set(np.unique(recordings["epoch"].values).tolist())
+    assert "stim" in epochs and "stimulus" not in epochs
+
+
+def test_netcdf_recordings_read_as_before(model_trials, tmp_path):
+    synthetic = make_recordings.synthetic_recordings(model_trials, 5, seed=2)
+    synthetic.attrs["format_version"] = 1
+    path = write_netcdf(synthetic, tmp_path / "recordings.nc")
+    read = read_recordings(path)
+    xr.testing.assert_identical(read, validate("recordings", synthetic))
+    xr.testing.assert_equal(load_recordings(path), read["rates"].assign_coords(mask=read["mask"]))
+
+
+def test_an_nwb_file_reads_through_load_recordings(nwb_path):
+    responses = load_recordings(nwb_path)
+    assert responses.dims == ("trial", "time", "neuron") and "mask" in responses.coords
+
+
+# ----------------------------------------------------------------------------- bad files: one line each
+
+
+def _nwb(path, *, trials=((0.0, 1.0), (2.0, 3.0)), spikes=((0.1, 0.5, 2.2), (0.3, 2.9)), columns=None,
+         units=True):
+    """A small NWB file: trials (start, stop) in s with optional columns {name: values}, units' spike times."""
+    nwbfile = pynwb.NWBFile(session_description="a test file", identifier=path.stem,
+                            session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
+    if columns is None:
+        columns = {"context": ["motion", "colour"][: len(trials)]} if trials else {}
+    for name in columns:
+        nwbfile.add_trial_column(name=name, description=name)
+    for i, (start, stop) in enumerate(trials):
+        nwbfile.add_trial(start_time=start, stop_time=stop, **{name: values[i] for name, values in columns.items()})
+    if units:
+        for times in spikes:
+            nwbfile.add_unit(spike_times=list(times))
+    with pynwb.NWBHDF5IO(str(path), mode="w") as io:
+        io.write(nwbfile)
+    return path
+
+
+def _one_line(error) -> str:
+    message = str(error.value)
+    assert "\n" not in message
+    return message
+
+
+def test_a_file_without_units_is_one_line(tmp_path):
+    with pytest.raises(ValueError) as error:
+        read_recordings(_nwb(tmp_path / "x.nwb", units=False))
+    assert "has no Units table" in _one_line(error)
+
+
+def test_a_file_without_trials_is_one_line(tmp_path):
+    with pytest.raises(ValueError) as error:
+        read_recordings(_nwb(tmp_path / "x.nwb", trials=()))
+    assert "has no trials table" in _one_line(error)
+
+
+def test_an_empty_unit_is_refused_or_dropped_with_a_warning(tmp_path):
+    path = _nwb(tmp_path / "x.nwb", spikes=((0.1, 2.5), ()))
+    with pytest.raises(ValueError) as error:
+        read_recordings(path)
+    assert "unit 1 of the Units table has no spikes" in _one_line(error)
+    with pytest.warns(UserWarning, match="dropped unit 1 with no spikes"):
+        recordings = read_recordings(path, drop_empty_units=True)
+    assert recordings["neuron"].values.tolist() == [0]
+
+
+def test_spikes_outside_every_trial_are_counted_in_one_line(tmp_path):
+    path = _nwb(tmp_path / "x.nwb", spikes=((0.1, 1.5, 2.2), (0.3, 1.7, 1.8, 5.0)))
+    with pytest.raises(ValueError) as error:
+        read_recordings(path)
+    assert "4 of 7 spike times (57.1%) fall outside every trial" in _one_line(error)
+    recordings = read_recordings(path, outside_trials="drop", bin_ms=500)
+    assert recordings.attrs["spikes_outside_trials"] == 4
+    np.testing.assert_array_equal(recordings["rates"].values * 0.5, [[[1, 1], [0, 0]], [[1, 0], [0, 0]]])
+
+
+def test_a_file_that_is_not_nwb_is_one_line(tmp_path):
+    path = tmp_path / "x.nwb"
+    path.write_text("not hdf5")
+    with pytest.raises(ValueError) as error:
+        read_recordings(path)
+    assert "is not a readable NWB file" in _one_line(error)
+
+
+def test_epoch_columns_follow_the_naming_rule(tmp_path):
+    path = _nwb(tmp_path / "x.nwb", columns={"stim_on_time": [0.5, 2.25], "stim_off_time": [0.8, 2.6],
+                                             "go_cue_time": [0.75, np.nan], "context": ["motion", "colour"]})
+    recordings = read_recordings(path, bin_ms=250)
+    assert recordings["epoch"].values.tolist() == [["", "", "stim", "go_cue"], ["", "stim", "stim", "stim"]]
+    assert "stim_off_time" not in recordings.coords and "context" in recordings.coords
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def test_compare_runs_end_to_end_on_an_nwb_file(run, tmp_path, capsys):
+    path = tmp_path / "cli.nwb"
+    make_recordings.main([str(run), "--out", str(path), "--format", "nwb", "--trials", "60", "--neurons", "8"])
+    assert path.is_file()
+    capsys.readouterr()
+    assert main(["compare", str(run), str(path), "--trials", "60", "--shuffles", "5",
+                 "--conditions", "context", "coh_relevant"]) == 0
+    printed = capsys.readouterr().out
+    assert "matched on context, coh_relevant" in printed and "cka" in printed
+    assert (run / "comparison.nc").is_file()
+
+
+def test_a_condition_the_model_lacks_without_a_mapping_is_one_line(run, tmp_path, capsys):
+    path = _nwb(tmp_path / "renamed.nwb", columns={"rule": ["motion", "colour"]})
+    assert main(["compare", str(run), str(path), "--trials", "20", "--shuffles", "0"]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.count("\n") == 0 and "no shared conditions" in line and "'rule'" in line
+
+
+def test_a_bad_nwb_file_exits_1_with_one_line(run, tmp_path, capsys):
+    path = _nwb(tmp_path / "bad.nwb", units=False)
+    assert main(["compare", str(run), str(path), "--trials", "20"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("neuroalrnn: error: ") and "has no Units table" in err
+
+
+def test_a_mapped_nwb_file_compares(run, tmp_path, capsys):
+    path = tmp_path / "mapped.nwb"
+    trials = simulate(*load_model(run)[1:], 60, seed=4, task_name=load_model(run)[0].task)
+    trials = trials.rename({"context": "ctx"}).assign_coords(
+        ctx=("trial", np.where(trials["context"].values == "motion", "M", "C")))
+    make_recordings.write_nwb(make_recordings.synthetic_nwb(trials, 8, seed=2), path)
+    capsys.readouterr()
+    assert main(["compare", str(run), str(path), "--trials", "60", "--shuffles", "0", "--conditions", "context",
+                 "coh_relevant", "--map", 'ctx=["context", {"M": "motion", "C": "colour"}]']) == 0
+    assert "matched on context, coh_relevant" in capsys.readouterr().out
