@@ -229,7 +229,9 @@ def _null_panels(fig, table: xr.Dataset, x: np.ndarray, runs: list[str], signifi
         significant = np.isfinite(p) & (p <= significance)
         ax.plot(x[significant], observed[significant], ls="none", marker="o", ms=8, color="#d62728",
                 label=f"p ≤ {significance:g}")
-        ax.set_xticks(x, runs, fontsize=7, rotation=45 if len(runs) > 4 else 0)
+        long_labels = len(runs) > 4 or max(map(len, runs)) * len(runs) > 24  # 5 narrow panels side by side
+        ax.set_xticks(x, runs, fontsize=7, rotation=45 if long_labels else 0,
+                      ha="right" if long_labels else "center")
         ax.set_xlim(-0.5, len(runs) - 0.5)
         ax.set_ylim(-0.03, 1.03)
         level = NULL_MEASURES.get(measure, (True, "", ""))[1]
