@@ -772,7 +772,7 @@ EVALUATION = FileFormat(
         Field("seed", "integer", "trial seed"),
         Field("scoring", "string", "how a trial is scored"),
         Field("noise", "boolean", "simulated with the recurrent noise on"),
-        Field("decision_mse", "number", "decision-epoch mean squared error (null unless a regression task)",
+        Field("decision_mse", "number", "decision-epoch mean squared error (null unless the task is scored `regression`)",
               nullable=True, since=1),
         Field("test_loss", "number", "training loss on the test trials", nullable=True, since=1),
         Field("final_loss", "number", "loss of the last training step (null: no metrics)", nullable=True,

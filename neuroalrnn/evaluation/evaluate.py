@@ -202,7 +202,7 @@ def evaluate_run(
     - ``accuracy``: decision accuracy (:func:`accuracy_by`); ``accuracy_by_task``
       (task -> accuracy, in the task's order), ``mean_over_tasks``,
       ``min_over_tasks``;
-    - ``decision_mse``: :func:`decision_mse` for regression tasks, else None;
+    - ``decision_mse``: :func:`decision_mse` for tasks scored ``regression``, else None;
     - ``test_loss``: the training loss (with the run's weighting and decision
       weight) on the test trials; ``final_loss``: the loss of the last
       training step in metrics.csv (None without one);
@@ -267,7 +267,8 @@ def _summary(
         "accuracy_by_task": by_task,
         "mean_over_tasks": float(np.mean(list(by_task.values()))),
         "min_over_tasks": min(by_task.values()),
-        "decision_mse": decision_mse(trials) if trials.attrs.get("target_kind") == "regression" else None,
+        # for regression scoring only: ring-scored outputs are logits, their error to the targets means nothing
+        "decision_mse": decision_mse(trials) if trials.attrs.get("scoring") == "regression" else None,
         "test_loss": test_loss,
         "final_loss": float(rows[-1]["loss"]) if rows else None,
         "regimes_used": None,

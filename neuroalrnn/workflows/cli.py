@@ -406,8 +406,11 @@ def _evaluate(args) -> int:
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
           f"scoring {summary['scoring']})")
     ceilings = summary.get("ceiling_by_task") or {}
-    if len(summary["accuracy_by_task"]) > 1:
-        _print_task_table(summary["accuracy_by_task"], ceilings)
+    by_task = summary["accuracy_by_task"]  # evaluation.json sorts its keys: print in the task's own order
+    order = [name for name in json.loads(trials.attrs.get("task_names", "[]")) if name in by_task]
+    by_task = {name: by_task[name] for name in order + sorted(set(by_task) - set(order))}
+    if len(by_task) > 1:
+        _print_task_table(by_task, ceilings)
     elif summary.get("ceiling") is not None:
         print(f"ideal observer: {summary['ceiling']:.3f} on the same trials "
               f"(the network reaches {summary['accuracy'] / summary['ceiling']:.0%} of it)")
