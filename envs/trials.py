@@ -15,13 +15,12 @@ from scipy.special import expit
 
 from .base import SCORINGS, task_interface
 from .epochs import canonical_epoch_map
+from .yang.ring import ring_choice_correct
 
 __all__ = [
-    "RING_TOLERANCE",
     "WEIGHTINGS",
     "TrialBatch",
     "decision_choice",
-    "population_vector",
     "sample_trials",
     "target_at_last_step",
     "trial_scores",
@@ -35,8 +34,7 @@ PAD_EPOCH = -1
 YANG_UNCHECKED_MS = 100.0
 YANG_PRE_RESPONSE_COST = 1.0
 YANG_POST_RESPONSE_COST = 5.0
-# Yang et al.'s get_perf: a response counts when its population-vector angle is within 0.2π of the target.
-RING_TOLERANCE = 0.2 * np.pi
+
 
 
 @dataclass(frozen=True)
@@ -204,7 +202,8 @@ def trial_scores(
       target ring (Yang's targets: a bump at the response direction over a
       flat 0.05, so this is the direction itself). A trial scores 1 if it
       should fixate and does, or should respond, does not fixate and responds
-      within :data:`RING_TOLERANCE` (0.2π) of the target direction.
+      within 0.2π of the target direction
+      (:func:`neuroalrnn.envs.yang.ring.ring_choice_correct`).
     """
     if scoring not in SCORINGS:
         raise ValueError(f"scoring must be one of {SCORINGS}, got {scoring!r}")
@@ -217,29 +216,16 @@ def trial_scores(
         hits = (outputs.argmax(axis=-1) == targets) & decision_mask
         return hits.sum(axis=1) / decision_mask.sum(axis=1)
     if scoring == "ring":
-        last = decision_mask.shape[1] - 1 - np.argmax(decision_mask[:, ::-1], axis=1)
-        rows = np.arange(len(last))
-        response = expit(np.asarray(outputs[rows, last], dtype=np.float64))  # the sigmoid, without overflow
-        target = np.asarray(targets[rows, last], dtype=np.float64)
-        should_fixate = target[:, 0] > 0.5
-        fixating = response[:, 0] > 0.5
-        difference = population_vector(response[:, 1:]) - population_vector(target[:, 1:])
-        distance = np.abs(np.angle(np.exp(1j * difference)))  # circular distance in [0, π]
-        on_target = distance < RING_TOLERANCE
-        return np.where(should_fixate, fixating, ~fixating & on_target).astype(np.float64)
+        last_output = np.asarray(target_at_last_step(outputs, decision_mask), dtype=np.float64)
+        response = expit(last_output)  # the sigmoid, without overflow
+        return ring_choice_correct(response, target_at_last_step(targets, decision_mask)).astype(np.float64)
     error = np.abs(outputs - targets).max(axis=-1)
     worst = np.where(decision_mask, error, 0.0).max(axis=1)
     return (worst < tolerance).astype(np.float64)
 
 
-def population_vector(ring: np.ndarray) -> np.ndarray:
-    """(...,) the direction in [0, 2π) of ``ring`` (..., R), unit r preferring 2πr/R: arg Σ_r ring_r e^{i2πr/R}."""
-    preferred = 2 * np.pi * np.arange(ring.shape[-1]) / ring.shape[-1]
-    return np.mod(np.arctan2(ring @ np.sin(preferred), ring @ np.cos(preferred)), 2 * np.pi)
-
-
 def target_at_last_step(targets: np.ndarray, in_epoch: np.ndarray, epoch_name: str = "decision") -> np.ndarray:
-    """(trial,) ``targets`` (trial, time) at each trial's last step where ``in_epoch`` is True."""
+    """(trial, ...) ``targets`` (trial, time, ...) at each trial's last step where ``in_epoch`` is True."""
     if not in_epoch.any(axis=1).all():
         raise ValueError(f"some trials have no {epoch_name!r} epoch")
     last = in_epoch.shape[1] - 1 - np.argmax(in_epoch[:, ::-1], axis=1)

@@ -12,10 +12,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from neuroalrnn.envs.stimulus_selection import StimulusSelection
+from neuroalrnn.envs.trials import trial_scores, yang_cost_mask
+from neuroalrnn.envs.yang.ring import RESPONSE_TOLERANCE as RING_TOLERANCE
+from neuroalrnn.envs.yang.ring import population_vector
 
 from neuroalrnn import envs
-from neuroalrnn.envs.stimulus_selection import StimulusSelection
-from neuroalrnn.envs.trials import RING_TOLERANCE, population_vector, trial_scores, yang_cost_mask
 from neuroalrnn.training import yang_squared_error
 from neuroalrnn.training.config import TASK_TRAINING, YANG_RECURRENT_NOISE, TrainConfig
 
