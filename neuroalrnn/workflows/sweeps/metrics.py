@@ -53,7 +53,9 @@ def sharing_index(trials: xr.Dataset, model: torch.nn.Module, config: TrainConfi
     return float(sharing_analysis(trials, n_permutations=0)["sharing_index"])
 
 
-_NULL_CACHE: dict[int, xr.Dataset] = {}  # id(trials) -> its null, for the metrics of one run (one at a time)
+# The last trials Dataset given and its null: the null metrics of one run share one analysis. The Dataset
+# itself is kept, and compared by identity, so a later Dataset at a freed one's address is not mistaken for it.
+_NULL_CACHE: list[tuple[xr.Dataset, xr.Dataset]] = []
 
 
 def _sharing_null(trials: xr.Dataset) -> xr.Dataset | None:
@@ -62,10 +64,9 @@ def _sharing_null(trials: xr.Dataset) -> xr.Dataset | None:
 
     if np.unique(trials["task"].values).size < 2 or "regime" not in trials:
         return None
-    if id(trials) not in _NULL_CACHE:
-        _NULL_CACHE.clear()
-        _NULL_CACHE[id(trials)] = sharing_analysis(trials)[["null_normalised", "null_p_value"]].load()
-    return _NULL_CACHE[id(trials)]
+    if not _NULL_CACHE or _NULL_CACHE[0][0] is not trials:
+        _NULL_CACHE[:] = [(trials, sharing_analysis(trials)[["null_normalised", "null_p_value"]].load())]
+    return _NULL_CACHE[0][1]
 
 
 def sharing_null_metric(measure: str, statistic: str) -> MetricFunction:
