@@ -235,6 +235,10 @@ def _evaluate(
     run_dir: Path, run: LoadedRun, n_trials: int, noise: bool, seed: int | None, *, save: bool, progress: Progress
 ) -> tuple[xr.Dataset, dict[str, Any]]:
     POSITIVE_INTEGER.check("n_trials", n_trials)
+    from ..fitting import evaluate_fit, is_fit_run
+
+    if is_fit_run(run_dir):  # scored on its own held-out recorded trials, not on fresh task trials
+        return evaluate_fit(run_dir, save=save, progress=progress)
     seed = run.config.seed + TEST_SEED_OFFSET if seed is None else seed
     NON_NEGATIVE_INTEGER.check("seed", seed)
     # Sampled with the run's loss weights, so the test loss needs no second draw of the same trials.

@@ -164,8 +164,13 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     recover_file_groups(run_dir)
     state = load_checkpoint(run_dir)
     env = make_task(config, held_out=True)
-    model = make_model(config, env)
-    _load_weights(model, state["model"], Path(run_dir) / CHECKPOINT_FILE)
+    if "fit" in read_config_record(run_dir):  # an AL-RNN fitted to recordings: sized by them, not by the task
+        from ..fitting import load_fit
+
+        model = load_fit(run_dir).model
+    else:
+        model = make_model(config, env)
+        _load_weights(model, state["model"], Path(run_dir) / CHECKPOINT_FILE)
     restore_metrics(run_dir, checkpoint=state)
     return LoadedRun(config, model.eval(), env, int(state["step"]))
 

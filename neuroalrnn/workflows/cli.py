@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``evaluate``, ``analyze``, ``sharing``,
+Commands: ``tasks``, ``train``, ``fit``, ``evaluate``, ``analyze``, ``sharing``,
 ``compare``, ``sweep``, ``bench``. The ``train`` options are generated from
 :class:`~neuroalrnn.training.config.TrainConfig`'s fields (defaults, accepted values and
 help come from there).
@@ -91,9 +91,11 @@ def _flag(field_name: str) -> str:
     return _TRAIN_FLAGS.get(field_name, "--" + field_name.replace("_", "-"))
 
 
-def _add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per TrainConfig field; each defaults to None, meaning "the field's default"."""
+def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+    """One option per TrainConfig field (those in ``only``); each defaults to None, meaning "the field's default"."""
     for item in dataclasses.fields(TrainConfig):
+        if only is not None and item.name not in only:
+            continue
         constraint = item.metadata["constraint"]
         default = item.default_factory() if item.default is dataclasses.MISSING else item.default
         flag = _flag(item.name)
@@ -117,6 +119,34 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
                                 help=help_text)
 
 
+# TrainConfig fields that mean something for a fit (the task only supplies epochs and, if asked, inputs).
+_FIT_TRAIN_FIELDS = ("task", "task_kwargs", "n_units", "n_nonlinear", "noise_std", "slope", "init", "steps",
+                     "batch_size", "lr", "schedule", "grad_clip", "seed", "checkpoint_every", "eval_every", "device")
+_FIT_FLAGS = {"mapping": "--map"}
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    """One option per FitConfig field but ``recordings`` (the positional argument)."""
+    from ..fitting.config import FitConfig
+
+    for item in dataclasses.fields(FitConfig):
+        if item.name == "recordings":
+            continue
+        constraint = item.metadata["constraint"]
+        default = item.default_factory() if item.default is dataclasses.MISSING else item.default
+        flag = _FIT_FLAGS.get(item.name, "--" + item.name.replace("_", "-"))
+        shown = "none" if default in (None, {}, "") else default
+        help_text = f"{item.metadata['help']} (default: {shown})".replace("%", "%%")
+        if constraint.kind == "mapping":
+            parser.add_argument(flag, dest=f"fit_{item.name}", type=_key_value, action="append", default=None,
+                                metavar="FILE=TASK", help=help_text)
+        else:
+            metavar = "{" + ",".join(constraint.choices) + "}" if constraint.kind == "choice" else (
+                _METAVARS[constraint.kind])
+            parser.add_argument(flag, dest=f"fit_{item.name}", type=_argument(constraint), default=None,
+                                metavar=metavar, help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=NAME, description="Train and evaluate almost-linear RNNs on cognitive tasks.")
     parser.add_argument("--threads", type=_positive_int, default=1,
@@ -133,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue the run in DIR from its checkpoint (only --steps may change)")
     _add_config_options(train)
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    fit = commands.add_parser("fit", help="fit an AL-RNN to recordings (NWB or NetCDF); a run directory")
+    fit.add_argument("recordings", type=Path, nargs="?", metavar="RECORDINGS",
+                     help="NetCDF (.nc) or NWB (.nwb) recordings; with their stimulus inputs, or rebuilt from --task")
+    fit.add_argument("--out", type=Path, help="new run directory")
+    fit.add_argument("--resume", type=Path, metavar="DIR", help="continue the fit in DIR (only --steps may change)")
+    _add_config_options(fit, _FIT_TRAIN_FIELDS)
+    _add_fit_options(fit)
+    fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
     evaluate.add_argument("run_dir", type=Path, metavar="DIR")
@@ -350,6 +389,63 @@ def _train_config(given: dict[str, object]) -> TrainConfig:
     return TrainConfig.for_task(**values)
 
 
+def _fit(args) -> int:
+    from ..fitting import FitConfig, FitTrainer, evaluate_fit
+
+    given = {name: getattr(args, name) for name in _FIT_TRAIN_FIELDS if getattr(args, name) is not None}
+    fit_given = {name[4:]: value for name, value in vars(args).items()
+                 if name.startswith("fit_") and value is not None}
+    if (args.out is None) == (args.resume is None):
+        raise ValueError("give exactly one of --out DIR (a new fit) or --resume DIR")
+    if args.resume is not None:
+        fixed = [name for name in given if name != "steps"] + list(fit_given)
+        if fixed or args.recordings is not None:
+            raise ValueError("--resume continues the fit with the settings of its config.json; only --steps may "
+                             "change")
+        trainer = FitTrainer.resume(args.resume, steps=given.get("steps"), progress=not args.no_progress)
+    else:
+        if args.recordings is None:
+            raise ValueError("name the recordings file: neuroalrnn fit RECORDINGS --out DIR ...")
+        if not args.recordings.is_file():
+            raise FileNotFoundError(f"no recordings file at {args.recordings}")
+        if "mapping" in fit_given:
+            fit_given["mapping"] = _condition_mapping(fit_given["mapping"])
+        if "task_kwargs" in given:
+            given["task_kwargs"] = dict(given["task_kwargs"])
+        trainer = FitTrainer(TrainConfig(**{"data_workers": 0, **given}),
+                             FitConfig(recordings=str(args.recordings), **fit_given),
+                             args.out, progress=not args.no_progress)
+    try:
+        trainer.fit()
+    except KeyboardInterrupt as stop:
+        print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} fit --resume "
+              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
+        return 128 + getattr(stop, "signal_number", signal.SIGINT)
+    print(f"fitted {trainer.step} steps in {trainer.elapsed:.1f} s")
+    _, summary = evaluate_fit(trainer.run_dir)
+    _print_fit_summary(summary)
+    print(f"run directory: {trainer.run_dir}")
+    return 0
+
+
+def _print_fit_summary(summary: dict) -> None:
+    """The scores of a fit, a line each (see neuroalrnn.fitting.evaluate)."""
+    print(f"held-out: {summary['n_trials']} trials ({summary['n_train_trials']} trained on), "
+          f"{summary['n_heldout_neurons']} of {summary['n_neurons']} neurons")
+    if summary.get("co_bps") is not None:
+        print(f"co-smoothing bits/spike (held-out neurons): {summary['co_bps']:.4f}"
+              + (f"; free-running {summary['co_bps_free']:.4f}" if summary["forcing_interval"] else ""))
+    if summary.get("bps_all_free") is not None:
+        print(f"bits/spike, every neuron, free-running: {summary['bps_all_free']:.4f}")
+    if summary.get("heldout_r2") is not None:
+        print(f"held-out neurons' R²: {summary['heldout_r2']:.4f}")
+    print(f"PSTH R² (by {', '.join(summary['psth_by']) or 'no condition'}): {summary['psth_r2']:.4f}")
+    if summary.get("latent_r2") is not None:
+        print(f"latent R² (true from fitted): {summary['latent_r2']:.4f}; (fitted from true): "
+              f"{summary['latent_r2_reverse']:.4f}")
+    print(f"regimes used: {summary['regimes_used']}")
+
+
 def _train(args) -> int:
     from ..training import Trainer
 
@@ -403,6 +499,10 @@ def _evaluate(args) -> int:
     )
 
     trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed, device=args.device)
+    if summary.get("kind") == "fit":  # a fit is scored on its own held-out recorded trials
+        _print_fit_summary(summary)
+        print(f"wrote {args.run_dir / 'trials.nc'} and {args.run_dir / EVALUATION_FILE}")
+        return 0
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
           f"scoring {summary['scoring']})")
     ceilings = summary.get("ceiling_by_task") or {}
@@ -475,7 +575,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message} (unexpected; rerun with `{NAME} --traceback ...` to see where)"
 
 
-_COMMANDS = {"tasks": _tasks, "train": _train, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
+_COMMANDS = {"tasks": _tasks, "train": _train, "fit": _fit, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
              "sweep": _sweep, "sharing": _sharing, "compare": _compare}
 
 
