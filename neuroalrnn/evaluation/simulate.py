@@ -26,7 +26,7 @@ from ..formats import FORMAT_VERSION, read, validate
 from ..storage import write_netcdf
 from ..training.rundir import versions
 
-__all__ = ["read_trials", "simulate", "simulate_batch", "trials_dataset", "write_trials"]
+__all__ = ["read_trials", "simulate", "simulate_batch", "simulate_on_trials", "trials_dataset", "write_trials"]
 
 UNKNOWN_CHECKPOINT_STEP = -1
 
@@ -82,6 +82,44 @@ def simulate_batch(
         model.train(was_training)
     return trials_dataset(batch, outputs.cpu().numpy(), latents.cpu().numpy(), model, seed=seed, config=config, noise=noise,
                           checkpoint_step=checkpoint_step)
+
+
+def simulate_on_trials(model: torch.nn.Module, trials: xr.Dataset) -> xr.Dataset:
+    """The same trials (inputs, mask, epochs, conditions) with ``model``'s noiseless responses instead.
+
+    For comparing two models on identical trials (e.g. a model fitted to recordings and a task-trained one,
+    :func:`neuroalrnn.analyses.alignment.align_regimes`). ``outputs`` get ``model``'s readout on an ``output``
+    dimension of its own size (labels kept when the size matches); latents, regimes and the model attributes
+    are replaced, the rest (provenance included) is kept. The model must take the trials' inputs.
+    """
+    inputs = trials["inputs"].transpose("trial", "time", "input").values
+    if inputs.shape[-1] != model.n_inputs:
+        raise ValueError(f"the trials have {inputs.shape[-1]} inputs but the model takes n_inputs={model.n_inputs}")
+    mask = trials["mask"].transpose("trial", "time").values.astype(bool)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            parameter = next(model.parameters())
+            outputs, latents = model(torch.from_numpy(np.where(mask[:, :, None], inputs, 0.0)).to(
+                parameter.device, parameter.dtype))
+    finally:
+        model.train(was_training)
+    outputs, latents = outputs.cpu().numpy().astype(np.float32), latents.cpu().numpy().astype(np.float32)
+    dropped = [name for name in ("outputs", "latents", "regime", "targets") if name in trials]
+    result = trials.drop_vars(dropped).drop_dims([dim for dim in ("output", "unit", "regime_byte")
+                                                  if dim in trials.dims])
+    labels = trials["output"].values if "output" in trials.coords and trials.sizes["output"] == outputs.shape[-1] \
+        else np.arange(outputs.shape[-1])
+    result = result.assign_coords(output=("output", labels), unit=("unit", np.arange(latents.shape[-1])))
+    result["outputs"] = (("trial", "time", "output"), outputs)
+    result["latents"] = (("trial", "time", "unit"), latents)
+    regimes = model.regimes(latents) if hasattr(model, "regimes") else None
+    if regimes is not None:
+        result["regime"] = (("trial", "time") if regimes.ndim == 2 else ("trial", "time", "regime_byte"), regimes)
+    result.attrs.update({"model": getattr(model, "kind", type(model).__name__), "n_units": int(model.n_units),
+                         "n_nonlinear": int(getattr(model, "n_nonlinear", 0) or 0)})
+    return result
 
 
 def trials_dataset(

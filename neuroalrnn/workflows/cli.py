@@ -1,6 +1,6 @@
 """The ``neuroalrnn`` command line: a thin layer over the library.
 
-Commands: ``tasks``, ``train``, ``fit``, ``evaluate``, ``analyze``, ``sharing``,
+Commands: ``tasks``, ``train``, ``fit``, ``align``, ``evaluate``, ``analyze``, ``sharing``,
 ``compare``, ``sweep``, ``bench``. The ``train`` options are generated from
 :class:`~neuroalrnn.training.config.TrainConfig`'s fields (defaults, accepted values and
 help come from there).
@@ -172,6 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(fit, _FIT_TRAIN_FIELDS)
     _add_fit_options(fit)
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    align = commands.add_parser("align", help="match the regimes of a fit to recordings with a task-trained run's")
+    align.add_argument("run_dir", type=Path, metavar="FIT", help="a fit (neuroalrnn fit) or any AL-RNN run")
+    align.add_argument("reference", type=Path, metavar="RUN", help="the AL-RNN run to align with, e.g. task-trained")
+    align.add_argument("--max-regimes", type=_positive_int, default=16, help="regimes per model (default 16)")
 
     evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
     evaluate.add_argument("run_dir", type=Path, metavar="DIR")
@@ -446,6 +451,16 @@ def _print_fit_summary(summary: dict) -> None:
     print(f"regimes used: {summary['regimes_used']}")
 
 
+def _align(args) -> int:
+    from .run_analysis import align_runs
+
+    paths, lines = align_runs(args.run_dir, args.reference, max_regimes=args.max_regimes)
+    print("\n".join(lines))
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
 def _train(args) -> int:
     from ..training import Trainer
 
@@ -575,7 +590,7 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message} (unexpected; rerun with `{NAME} --traceback ...` to see where)"
 
 
-_COMMANDS = {"tasks": _tasks, "train": _train, "fit": _fit, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
+_COMMANDS = {"tasks": _tasks, "train": _train, "fit": _fit, "align": _align, "evaluate": _evaluate, "analyze": _analyze, "bench": _bench,
              "sweep": _sweep, "sharing": _sharing, "compare": _compare}
 
 

@@ -28,7 +28,7 @@ from ..storage import atomic_write, file_group, recover_file_groups, write_netcd
 from ..training import load_model
 from ..training.rundir import load_checkpoint
 
-__all__ = ["analyze_run", "compare_runs_sharing"]
+__all__ = ["align_runs", "analyze_run", "compare_runs_sharing"]
 
 
 def model_step(model: ALRNN):
@@ -172,3 +172,31 @@ def _check_current(result, path: Path, run_dir: str | Path) -> None:
             f"{path} was computed from {stored}, but the run is at step {step} and the sharing analysis needs "
             f"noiseless trials of it; run `neuroalrnn analyze {run_dir}` to bring it up to date"
         ) from None
+
+
+def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int = 16) -> tuple[dict[str, Path], list[str]]:
+    """Align the regimes of the AL-RNN in ``run_dir`` (a = e.g. a fit to recordings) with ``reference``'s (b).
+
+    Both models run on ``run_dir``'s current trials (for a fit: its held-out recorded trials with their inputs),
+    so their steps pair up; :func:`neuroalrnn.analyses.alignment.align_regimes` matches the regimes. Writes
+    ``alignment.nc`` and ``alignment.md`` (the report section) into ``run_dir``; returns their paths and the
+    report lines.
+    """
+    from ..analyses.alignment import align_regimes, alignment_report_lines
+    from ..evaluation.simulate import simulate_on_trials
+
+    run_dir = Path(run_dir)
+    _, model, _ = load_model(run_dir)
+    _, reference_model, _ = load_model(reference)
+    for name, candidate in ((run_dir, model), (reference, reference_model)):
+        if not isinstance(candidate, ALRNN):
+            raise ValueError(f"regime alignment needs AL-RNNs; {name} holds a {type(candidate).__name__}")
+    trials = current_trials(run_dir)
+    paired = simulate_on_trials(reference_model, trials)
+    alignment = align_regimes(trials, model.params(), paired, reference_model.params(), max_regimes=max_regimes)
+    alignment.attrs.update({"run": str(run_dir), "reference": str(reference), "format_version": FORMAT_VERSION})
+    lines = alignment_report_lines(alignment)
+    with file_group(run_dir) as staging:
+        write_netcdf(alignment, staging / "alignment.nc")
+        atomic_write(staging / "alignment.md", "\n".join(lines) + "\n")
+    return {"alignment": run_dir / "alignment.nc", "report": run_dir / "alignment.md"}, lines
