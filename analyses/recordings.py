@@ -5,7 +5,9 @@
 (``recordings.nc``). Both return a Dataset that validates as the
 ``recordings`` format: a response variable over (trial, time, neuron), a
 ``mask`` (trial, time), one coordinate per trial condition, ``time`` in ms from
-trial start and, when known, ``epoch`` (trial, time).
+trial start and, when known, ``epoch`` (trial, time) and ``inputs`` (trial, time, input): the stimulus
+inputs the subject saw, which ``neuroalrnn fit`` drives a model with (a NetCDF file may carry them as an
+``inputs`` variable; it is never taken for the responses).
 
 An NWB file is turned into that layout as follows (times in the file are in
 seconds, as NWB prescribes):
@@ -29,6 +31,18 @@ seconds, as NWB prescribes):
   belongs to the epoch with the latest start at or before the bin's start; bins
   before every marked start belong to no epoch (``""``). NaN marks an epoch the
   trial does not have.
+* **Inputs** are the ``TimeSeries`` in the file's ``stimulus`` group
+  (``nwbfile.stimulus``), one input channel each, named after the series, in
+  the order the file lists them (the ``input`` coordinate; HDF5 lists a
+  group's members by name, so select channels by name, not position):
+  ``inputs`` (trial, time, input) float32. Each one-dimensional numeric series is sampled on the trial grid:
+  a bin takes the series' latest sample at or before the bin's start (times
+  from ``timestamps``, or ``starting_time`` + i / ``rate``; a tolerance of
+  1 µs absorbs float error at bin edges), in the series' unit (``data`` ×
+  ``conversion`` + ``offset``). A bin before the series' first sample is NaN,
+  and so is every bin outside ``mask``. A series of another shape (e.g.
+  images) is left out with a warning. A file with no such series has no
+  ``inputs``.
 * ``mapping`` renames conditions (and maps their values) and epochs to the
   model's names, with the meaning of :func:`neuroalrnn.analyses.compare.compare`'s
   ``mapping`` (``{"coh_motion": "motion_coherence", "epoch": {"stim": "stimulus"}}``).
@@ -158,6 +172,7 @@ def _read_nwb(path: Path, bin_ms: float | None, drop_empty_units: bool, outside_
         columns = {name: nwbfile.trials[name].data[:] for name in nwbfile.trials.colnames
                    if _is_plain_column(nwbfile.trials[name])}
         trial_ids = np.asarray(nwbfile.trials.id.data[:])
+        stimulus = _stimulus_series(nwbfile, path)
         description = str(nwbfile.session_description)
         identifier = str(nwbfile.identifier)
     finally:
@@ -210,6 +225,18 @@ def _read_nwb(path: Path, bin_ms: float | None, drop_empty_units: bool, outside_
     labels = _epoch_labels(epoch_columns, start, n_time, bin_s)
     if labels is not None:
         coords["epoch"] = (("trial", "time"), labels)
+    data_vars = {
+        "rates": (("trial", "time", "neuron"), rates, {"units": "spikes/s"}),
+        "mask": (("trial", "time"), mask),
+    }
+    if stimulus:
+        coords["input"] = ("input", list(stimulus))
+        inputs = np.stack([_sample_series(times, values, start, n_time, bin_s)
+                           for times, values, _ in stimulus.values()], axis=-1)
+        data_vars["inputs"] = (("trial", "time", "input"), np.where(mask[:, :, None], inputs, np.nan).astype(np.float32),
+                               {"description": "the file's stimulus TimeSeries, each at its latest sample at or "
+                                               "before the bin's start (NaN: no sample yet, or outside mask)",
+                                "units_by_input": json.dumps({name: unit for name, (_, _, unit) in stimulus.items()})})
     attrs = {
         "format_version": FORMAT_VERSION,
         "description": description,
@@ -220,11 +247,46 @@ def _read_nwb(path: Path, bin_ms: float | None, drop_empty_units: bool, outside_
         "spikes_outside_trials": int(outside),
         "epoch_columns": json.dumps(sorted(epoch_columns)),
     }
-    dataset = xr.Dataset(
-        {"rates": (("trial", "time", "neuron"), rates, {"units": "spikes/s"}), "mask": (("trial", "time"), mask)},
-        coords=coords, attrs=attrs,
-    )
+    dataset = xr.Dataset(data_vars, coords=coords, attrs=attrs)
     return validate("recordings", dataset, source=path)
+
+
+def _stimulus_series(nwbfile, path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+    """The stimulus group's 1-D numeric TimeSeries, in file order: name -> (times in s, values, unit)."""
+    from pynwb import TimeSeries
+
+    series: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    skipped = []
+    for name, item in nwbfile.stimulus.items():
+        if not isinstance(item, TimeSeries):
+            skipped.append(name)
+            continue
+        data = np.asarray(item.data[:])
+        if data.ndim != 1 or data.dtype.kind not in "biuf":
+            skipped.append(name)
+            continue
+        values = data.astype(np.float64) * float(item.conversion) + float(getattr(item, "offset", 0.0) or 0.0)
+        if item.timestamps is not None:
+            times = np.asarray(item.timestamps[:], dtype=np.float64)
+        else:
+            times = float(item.starting_time) + np.arange(len(values)) / float(item.rate)
+        if len(times) != len(values):
+            raise ValueError(f"{path}: stimulus series {name!r} has {len(values)} samples but {len(times)} timestamps")
+        if not _is_sorted(times):
+            raise ValueError(f"{path}: the timestamps of stimulus series {name!r} are not in ascending order, as NWB "
+                             "requires; sort the samples by time")
+        series[str(name)] = (times, values, str(item.unit))
+    if skipped:
+        warnings.warn(f"{path}: left stimulus series {_few(skipped)} out of inputs (only one-dimensional numeric "
+                      "TimeSeries are input channels)", stacklevel=4)
+    return series
+
+
+def _sample_series(times: np.ndarray, values: np.ndarray, start: np.ndarray, n_time: int, bin_s: float) -> np.ndarray:
+    """(trial, time) value of the latest sample at or before each bin's start; NaN before the first sample."""
+    bin_start = start[:, None] + np.arange(n_time)[None, :] * bin_s
+    latest = np.searchsorted(times, bin_start + 1e-6, side="right") - 1  # 1 µs: float error at bin edges
+    return np.where(latest >= 0, values[np.clip(latest, 0, None)] if len(values) else np.nan, np.nan)
 
 
 def _spike_trains(units) -> tuple[list[np.ndarray], list]:

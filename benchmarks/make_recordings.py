@@ -1,9 +1,11 @@
 """Make a synthetic recordings file from a trained run: the model's latents seen through simulated neurons.
 
 For checking ``neuroalrnn compare`` / :func:`neuroalrnn.analyses.compare.compare`
-against a known answer. The run's model is simulated on fresh trials of its
-task (``neuroalrnn.evaluation.simulate.simulate``), and each of ``--neurons`` neurons n
-gets a firing rate (spikes/s) from the latents z_t (standardised per unit over
+(and ``neuroalrnn fit``) against a known answer. The run's model is simulated on ``--trials`` fresh
+trials of its task drawn with ``--seed`` (``neuroalrnn.evaluation.simulate.simulate`` with its default
+``noise=False``: the model in eval mode, with no recurrent noise, so the latents are a deterministic
+function of the inputs; the inputs are the task's as drawn, stimulus noise of the task included), and
+each of ``--neurons`` neurons n gets a firing rate (spikes/s) from the latents z_t (standardised per unit over
 valid steps, ẑ):
 
     r_{n,t} = rate_scale · softplus(Σ_i L_{n,i} ẑ_{i,t} + β_n),
@@ -14,19 +16,25 @@ stored as the rate estimate k · 1000 / Δt), ``gaussian`` (r + N(0, σ²), σ =
 ``--noise-std`` spikes/s) or ``none``. The file has the recording layout of
 docs/formats.md: a Dataset with ``rates`` (trial, time, neuron) float32 (NaN after a
 trial's end), ``mask`` (trial, time) bool, the trial conditions and ``task``
-on ``trial``, ``time`` in ms (``units: ms``) and ``epoch`` (trial, time)
-unless ``--no-epoch``; attributes say how it was made. ``--format nwb`` (the default for an
+on ``trial``, ``time`` in ms (``units: ms``), ``epoch`` (trial, time)
+unless ``--no-epoch`` and, unless ``--no-inputs``, ``inputs`` (trial, time, input) float32: the inputs
+the model saw on each step (NaN after a trial's end; channel names in ``input``); attributes say how it
+was made. ``--format nwb`` (the default for an
 ``--out`` ending in ``.nwb``) writes the same neurons' Poisson spike times instead (:func:`synthetic_nwb`):
-an NWB file with a trials table (``start_time``/``stop_time``, the conditions, ``<epoch>_time`` starts)
-and a Units table, which ``neuroalrnn compare`` reads. ``--shuffle-conditions`` permutes the condition labels across trials (a recording that matches no
-condition structure: a negative control). Written atomically (temp file, then
-rename). Usage:
+an NWB file with a trials table (``start_time``/``stop_time``, the conditions, ``<epoch>_time`` starts),
+a Units table and, unless ``--no-inputs``, one ``TimeSeries`` per input channel in its ``stimulus`` group,
+which ``neuroalrnn compare`` reads. ``--shuffle-conditions`` permutes the condition labels across trials (a
+recording that matches no condition structure: a negative control); each trial keeps its own spikes and
+inputs. ``--truth PATH`` also writes the simulated trials (``trials.nc`` layout: latents, inputs, outputs,
+regime, epochs, the true conditions even with ``--shuffle-conditions``) whose neurons are in the file, trial
+for trial in the same order (trial i of the file is trial i of the truth; in an NWB file, trials-table row
+i). Every file is written atomically (temp file, then rename). Usage:
 
     .venv/bin/neuroalrnn train --task stimulus-selection --units 32 --nonlinear 4 --steps 1000 \\
         --out /tmp/cmp-run --no-progress
     .venv/bin/python benchmarks/make_recordings.py /tmp/cmp-run --out /tmp/recordings.nc \\
         [--trials 1000] [--neurons 100] [--noise poisson] [--rate-scale 10] [--seed 1] \\
-        [--no-epoch] [--shuffle-conditions]
+        [--no-epoch] [--no-inputs] [--shuffle-conditions] [--truth /tmp/recordings-truth.nc]
     .venv/bin/python benchmarks/make_recordings.py /tmp/cmp-run --out /tmp/recordings.nwb --format nwb
 """
 
@@ -66,6 +74,14 @@ def neuron_rates(
     return rates, mask, dt
 
 
+def model_inputs(trials: xr.Dataset) -> tuple[list[str], np.ndarray]:
+    """The trials' input channel names and inputs (trial, time, input) float32, NaN outside ``mask``."""
+    inputs = trials["inputs"].transpose("trial", "time", "input").values
+    mask = trials["mask"].transpose("trial", "time").values.astype(bool)
+    names = [str(name) for name in trials["input"].values]
+    return names, np.where(mask[:, :, None], inputs, np.nan).astype(np.float32)
+
+
 def synthetic_recordings(
     trials: xr.Dataset,
     n_neurons: int = 100,
@@ -75,9 +91,13 @@ def synthetic_recordings(
     noise_std: float = 5.0,
     seed: int = 0,
     keep_epoch: bool = True,
+    keep_inputs: bool = True,
     shuffle_conditions: bool = False,
 ) -> xr.Dataset:
-    """A recordings Dataset (trial, time, neuron) made from a ``trials.nc`` Dataset's latents (module docstring)."""
+    """A recordings Dataset (trial, time, neuron) made from a ``trials.nc`` Dataset's latents (module docstring).
+
+    ``keep_inputs``: add the trials' inputs as ``inputs`` (trial, time, input), NaN outside ``mask``.
+    """
     if noise not in NOISES:
         raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
     rng = np.random.default_rng(seed)
@@ -97,6 +117,13 @@ def synthetic_recordings(
     coords["neuron"] = ("neuron", np.arange(n_neurons))
     if keep_epoch:
         coords["epoch"] = (("trial", "time"), trials["epoch"].transpose("trial", "time").values.astype(str))
+    data_vars = {"rates": (("trial", "time", "neuron"), rates, {"units": "spikes/s"}),
+                 "mask": (("trial", "time"), mask)}
+    if keep_inputs:
+        names, inputs = model_inputs(trials)
+        coords["input"] = ("input", names)
+        data_vars["inputs"] = (("trial", "time", "input"), inputs,
+                               {"description": "the model's inputs on each step (what the subject saw)"})
     attrs = {
         "description": "synthetic recordings: rate_scale * softplus(L z_standardised + beta) + noise",
         "source_model": str(trials.attrs.get("model", "")),
@@ -109,11 +136,7 @@ def synthetic_recordings(
         "dt": dt,
         "shuffled_conditions": int(shuffle_conditions),
     }
-    return xr.Dataset(
-        {"rates": (("trial", "time", "neuron"), rates, {"units": "spikes/s"}),
-         "mask": (("trial", "time"), mask)},
-        coords=coords, attrs=attrs,
-    )
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
 def synthetic_nwb(
@@ -124,6 +147,7 @@ def synthetic_nwb(
     seed: int = 0,
     gap_ms: float = 500.0,
     shuffle_conditions: bool = False,
+    keep_inputs: bool = True,
     description: str = "",
 ):
     """An in-memory ``pynwb.NWBFile`` of Poisson spikes of the synthetic neurons (module docstring).
@@ -132,11 +156,15 @@ def synthetic_nwb(
     step of dt ms, neuron n fires k ~ Poisson(r_{n,t} dt / 1000) spikes at uniformly drawn times within the
     step. The trials table holds ``start_time``/``stop_time`` (s), one column per condition of the trials
     and ``<epoch>_time``, the start (s) of each epoch (NaN when a trial lacks it); the Units table holds
-    the spike times (s).
+    the spike times (s). Unless ``keep_inputs`` is False, ``nwbfile.stimulus`` holds one ``TimeSeries`` per
+    input channel, named after it: the channel's value at each valid step of each trial (float32, unit
+    "a.u."), timestamped with the step's start (s) on the session clock; all share one timestamps array
+    (the first series holds it, the others link to it). Read back, the series come in the file's order,
+    which is by name, not the model's input order.
     """
     from datetime import datetime, timezone
 
-    from pynwb import NWBFile
+    from pynwb import NWBFile, TimeSeries
     from pynwb.file import Subject
 
     rng = np.random.default_rng(seed)
@@ -185,6 +213,19 @@ def synthetic_nwb(
         onsets = np.repeat(step_start.ravel(), per_step.ravel())
         times = np.sort(onsets + rng.uniform(0.0, dt / 1000.0, size=onsets.size))
         nwbfile.add_unit(spike_times=times, id=neuron)
+    if keep_inputs:
+        names, inputs = model_inputs(trials)
+        timestamps = step_start[mask]  # trial by trial, step by step: ascending, as trials follow one another
+        first = None
+        for channel, name in enumerate(names):
+            series = TimeSeries(
+                name=name, data=inputs[mask][:, channel], unit="a.u.",
+                timestamps=timestamps if first is None else first,
+                description=f"model input {name!r}: the value of the network's input channel {name} at each "
+                            f"time step of each trial (held for the {dt:g} ms step starting at its timestamp)",
+            )
+            first = series if first is None else first
+            nwbfile.add_stimulus(series)
     return nwbfile
 
 
@@ -221,8 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--noise-std", type=float, default=5.0, help="σ of gaussian noise, spikes/s")
     parser.add_argument("--seed", type=int, default=1, help="seed of the trials, the neurons and the noise")
     parser.add_argument("--no-epoch", action="store_true", help="leave out the epoch coordinate")
+    parser.add_argument("--no-inputs", action="store_true", help="leave out the model inputs")
     parser.add_argument("--shuffle-conditions", action="store_true", help="permute condition labels across trials")
+    parser.add_argument("--truth", type=Path, default=None,
+                        help="also write the simulated trials (latents, inputs, regime, true conditions) here, NetCDF")
     args = parser.parse_args(argv)
+    if args.truth is not None and args.truth.resolve() == args.out.resolve():
+        parser.error("--truth must name another file than --out")
 
     from neuroalrnn.evaluation.simulate import simulate
     from neuroalrnn.formats import FORMAT_VERSION, validate
@@ -232,18 +278,23 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     config, model, env = load_model(args.run_dir)
     trials = simulate(model, env, args.trials, seed=args.seed, task_name=config.task)
+    if args.truth is not None:
+        trials.attrs["recordings_file"] = str(args.out)
+        validate("trials", trials, source=args.truth)  # refused before anything is written
     if (args.format or ("nwb" if args.out.suffix.lower() == ".nwb" else "netcdf")) == "nwb":
         if args.noise != "poisson" or args.no_epoch:
             parser.error("--format nwb writes Poisson spike times with epoch times: leave out --noise and --no-epoch")
         nwbfile = synthetic_nwb(trials, args.neurons, rate_scale=args.rate_scale, seed=args.seed,
-                                shuffle_conditions=args.shuffle_conditions)
+                                shuffle_conditions=args.shuffle_conditions, keep_inputs=not args.no_inputs)
         write_nwb(nwbfile, args.out)
-        print(f"wrote {args.out} ({len(nwbfile.trials)} trials, {len(nwbfile.units)} units) in "
-              f"{time.perf_counter() - started:.1f} s")
+        print(f"wrote {args.out} ({len(nwbfile.trials)} trials, {len(nwbfile.units)} units, "
+              f"{len(nwbfile.stimulus)} input series) in {time.perf_counter() - started:.1f} s")
+        _write_truth(trials, args.truth)
         return
     recordings = synthetic_recordings(
         trials, args.neurons, noise=args.noise, rate_scale=args.rate_scale, noise_std=args.noise_std,
-        seed=args.seed, keep_epoch=not args.no_epoch, shuffle_conditions=args.shuffle_conditions,
+        seed=args.seed, keep_epoch=not args.no_epoch, keep_inputs=not args.no_inputs,
+        shuffle_conditions=args.shuffle_conditions,
     )
     recordings.attrs["source_run"] = str(args.run_dir)
     recordings.attrs["source_config"] = json.dumps(config.to_dict(), sort_keys=True, default=str)
@@ -252,6 +303,16 @@ def main(argv: list[str] | None = None) -> None:
     write_netcdf(recordings, args.out)
     sizes = ", ".join(f"{k}: {v}" for k, v in recordings["rates"].sizes.items())
     print(f"wrote {args.out} ({sizes}) in {time.perf_counter() - started:.1f} s")
+    _write_truth(trials, args.truth)
+
+
+def _write_truth(trials: xr.Dataset, path: Path | None) -> None:
+    """Write the simulated trials behind the recordings (``--truth``), validated and atomically."""
+    from neuroalrnn.evaluation.simulate import write_trials
+
+    if path is not None:
+        write_trials(trials, path)
+        print(f"wrote {path} (the {trials.sizes['trial']} simulated trials, in the recordings' order)")
 
 
 if __name__ == "__main__":

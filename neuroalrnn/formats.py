@@ -681,20 +681,22 @@ RECORDINGS = FileFormat(
     intro=(
         "Neural recordings to compare a model with (`neuroalrnn compare RUN RECORDINGS.nc`): the `trials.nc` "
         "layout with `neuron` instead of `unit`. One data variable holds the responses (trial, time, neuron), "
-        "any name: the only data variable besides `mask`, else `rates` or `responses`, else the one named with "
-        "`--variable`. Conditions are coordinates on `trial` with the model's names and values (e.g. "
+        "any name: the only data variable besides `mask` and `inputs`, else `rates` or `responses`, else the one "
+        "named with `--variable`. An optional `inputs` (trial, time, input) holds the stimulus inputs the subject "
+        "saw on each sample (what `neuroalrnn fit` drives a model with); it is never the response variable. "
+        "Conditions are coordinates on `trial` with the model's names and values (e.g. "
         "`context` = motion / colour), or mapped onto them with `compare(..., mapping=...)`. Time is ms from "
         "trial start. Condition-averaged data is one trial per condition. Written by you (or "
         "`benchmarks/make_recordings.py` from a model). An NWB file (`.nwb`) is read into this same layout: "
         "its Units table's spikes binned into `rates` on the trials of its trials table, its other trial "
-        "columns as conditions and its `<name>_time` columns as epoch starts (docs/analyses.md, \"NWB "
-        "recordings\")."
+        "columns as conditions, its `<name>_time` columns as epoch starts and the TimeSeries in its "
+        "`stimulus` group as `inputs` (docs/analyses.md, \"NWB recordings\")."
     ),
     written_by="you; benchmarks/make_recordings.py makes synthetic ones (NetCDF, or NWB with `--format nwb`)",
     read_by="neuroalrnn.analyses.recordings.read_recordings (NetCDF and NWB; `neuroalrnn compare`), "
             "neuroalrnn.analyses.compare.load_recordings / validate_recordings",
     dims={"trial": "one recorded trial (or one condition average)", "time": "sample within the trial",
-          "neuron": "recorded neuron"},
+          "neuron": "recorded neuron", "input": "stimulus input channel (of the optional `inputs`)"},
     coordinates=(
         _var("time", "time", "time", "sample start, ms from trial start (strictly increasing)",
              units=MILLISECOND_UNITS),
@@ -705,6 +707,9 @@ RECORDINGS = FileFormat(
         _var("rates", "trial time neuron", "number", "the responses (any name; see above), e.g. rates in "
              "spikes/s; NaN allowed outside `mask`", any_order=True),
         _var("mask", "trial time", "bool", "valid samples (default: all)", required=False, any_order=True),
+        _var("inputs", "trial time input", "number", "the stimulus inputs on each sample (channel names in the "
+             "`input` coordinate); NaN outside `mask` and where a channel has no value yet", required=False,
+             any_order=True),
     ),
     response_variable=True,
     example=_RECORDINGS_EXAMPLE,
@@ -1147,18 +1152,26 @@ def _renamed_keys(record: Mapping, renames: Mapping[str, str]) -> dict:
     return record
 
 
+_NOT_RESPONSES = ("mask", "inputs")
+"""Recordings data variables that are never the responses."""
+
+
 def recording_variable(dataset: xr.Dataset, variable: str | None = None) -> str:
     """The name of a recordings Dataset's response variable.
 
-    ``variable`` if given; else the only data variable besides ``mask``; else
-    ``rates`` or ``responses``. Raises :class:`FormatError` naming the
-    candidates when none of these applies.
+    ``variable`` if given; else the only data variable besides ``mask`` and
+    ``inputs`` (the stimulus inputs, never the responses); else ``rates`` or
+    ``responses``. Raises :class:`FormatError` naming the candidates when none
+    of these applies.
     """
-    candidates = [str(name) for name in dataset.data_vars if name != "mask"]
+    candidates = [str(name) for name in dataset.data_vars if name not in _NOT_RESPONSES]
     if not candidates:
         raise FormatError("missing variable 'rates' (trial, time, neuron) number: the responses (any name), "
-                          "and the recordings have no data variable besides mask")
+                          "and the recordings have no data variable besides mask and inputs")
     if variable is not None:
+        if variable in _NOT_RESPONSES:
+            raise FormatError(f"variable={variable!r} is not a response variable (mask: valid samples; inputs: the "
+                              f"stimulus inputs); pass one of {candidates}")
         if variable not in dataset.data_vars:
             raise FormatError(f"variable={variable!r} is not in the recordings; its data variables are {candidates}")
         return variable

@@ -1,4 +1,7 @@
-"""NWB recordings: the synthetic writer, the one reader (NWB and NetCDF), its bad-file lines, and `compare` on NWB."""
+"""NWB recordings: the synthetic writer, the one reader (NWB and NetCDF), its bad-file lines, and `compare` on NWB.
+
+Also the stimulus inputs (NWB ``stimulus`` TimeSeries, a NetCDF ``inputs`` variable) and the ``--truth`` sidecar.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ import xarray as xr
 from neuroalrnn.analyses.compare import load_recordings
 from neuroalrnn.analyses.recordings import read_recordings
 
-from neuroalrnn.evaluation.simulate import simulate
-from neuroalrnn.formats import validate
+from neuroalrnn.evaluation.simulate import read_trials, simulate
+from neuroalrnn.formats import FormatError, recording_variable, validate
 from neuroalrnn.storage import write_netcdf
 from neuroalrnn.training import Trainer, load_model
 from neuroalrnn.training.config import TrainConfig
@@ -145,12 +148,111 @@ def test_an_nwb_file_reads_through_load_recordings(nwb_path):
     assert responses.dims == ("trial", "time", "neuron") and "mask" in responses.coords
 
 
+# ----------------------------------------------------------------------------- stimulus inputs
+
+
+@pytest.mark.parametrize("bins_per_step", [1.0, 2.0, 1.5])
+def test_the_model_inputs_come_back_from_the_stimulus_group(nwb_path, model_trials, bins_per_step):
+    """Bin k (start k·bin) holds the input of the latest step at or before it: step ⌊k·bin/dt⌋; NaN on padding."""
+    dt = float(model_trials.attrs["dt"])
+    recordings = read_recordings(nwb_path, bin_ms=dt * bins_per_step)
+    names = model_trials["input"].values.tolist()
+    assert sorted(recordings["input"].values.tolist()) == sorted(names)
+    assert recordings["inputs"].dtype == np.float32
+    inputs = recordings["inputs"].sel(input=names).values  # the file lists its series by name
+    valid = recordings["mask"].values
+    step = np.floor(np.arange(recordings.sizes["time"]) * bins_per_step + 1e-9).astype(int)
+    expected = model_trials["inputs"].values[:, step]
+    np.testing.assert_array_equal(inputs[valid], expected[valid].astype(np.float32))
+    assert np.isnan(inputs[~valid]).all() and (~valid).any()
+
+
+def test_the_stimulus_series_say_what_they_are(nwb_path, model_trials):
+    dt_s = float(model_trials.attrs["dt"]) / 1000
+    with pynwb.NWBHDF5IO(str(nwb_path), mode="r") as io:
+        nwbfile = io.read()
+        series = nwbfile.stimulus["motion"]
+        timestamps, unit, description = np.asarray(series.timestamps[:]), series.unit, series.description
+        starts = nwbfile.trials["start_time"][:]
+    mask = model_trials["mask"].values
+    expected = (starts[:, None] + np.arange(mask.shape[1])[None, :] * dt_s)[mask]  # each valid step's start
+    np.testing.assert_allclose(timestamps, expected, rtol=0, atol=1e-9)
+    assert unit == "a.u." and "model input" in description
+
+
+def test_a_stimulus_sample_holds_until_the_next_and_none_yet_is_nan(tmp_path):
+    path = _nwb(tmp_path / "x.nwb", trials=((0.0, 1.0), (2.0, 2.5)), spikes=((0.1, 2.2),), stimulus=(
+        {"name": "a", "data": [1.0, 2.0, 3.0], "timestamps": [0.5, 0.75, 2.1]},
+        {"name": "b", "data": np.arange(12.0), "starting_time": 0.0, "rate": 4.0}))
+    recordings = read_recordings(path, bin_ms=250)
+    assert recordings["input"].values.tolist() == ["a", "b"]
+    nan = np.nan
+    np.testing.assert_array_equal(recordings["inputs"].sel(input="a").values, [[nan, nan, 1, 2], [2, 3, nan, nan]])
+    np.testing.assert_array_equal(recordings["inputs"].sel(input="b").values, [[0, 1, 2, 3], [8, 9, nan, nan]])
+
+
+def test_a_file_without_stimulus_series_has_no_inputs(model_trials, tmp_path):
+    recordings = read_recordings(_nwb(tmp_path / "x.nwb"))
+    assert "inputs" not in recordings and "input" not in recordings.coords
+    assert len(make_recordings.synthetic_nwb(model_trials, 2, seed=5, keep_inputs=False).stimulus) == 0
+    assert "inputs" not in make_recordings.synthetic_recordings(model_trials, 2, keep_inputs=False)
+
+
+def test_netcdf_inputs_read_back_and_are_never_the_responses(model_trials, tmp_path):
+    synthetic = make_recordings.synthetic_recordings(model_trials, 5, seed=2)
+    path = write_netcdf(synthetic.rename(rates="spikes"), tmp_path / "recordings.nc")
+    read = read_recordings(path)
+    assert recording_variable(read) == "spikes" and load_recordings(path).name == "spikes"
+    assert read["input"].values.tolist() == model_trials["input"].values.tolist()
+    mask = read["mask"].values
+    np.testing.assert_array_equal(read["inputs"].values[mask], model_trials["inputs"].values[mask])
+    assert np.isnan(read["inputs"].values[~mask]).all()
+    assert recording_variable(synthetic) == "rates"
+    with pytest.raises(FormatError, match="not a response variable"):
+        validate("recordings", synthetic, variable="inputs")
+
+
+# ----------------------------------------------------------------------------- the --truth sidecar
+
+
+@pytest.mark.parametrize("suffix, shuffle", [(".nc", False), (".nwb", False), (".nwb", True)])
+def test_the_truth_sidecar_lines_up_with_the_file_trial_for_trial(run, tmp_path, capsys, suffix, shuffle):
+    out, truth_path, n_trials, n_neurons, seed = tmp_path / f"rec{suffix}", tmp_path / "truth.nc", 12, 4, 7
+    make_recordings.main([str(run), "--out", str(out), "--trials", str(n_trials), "--neurons", str(n_neurons),
+                          "--seed", str(seed), "--truth", str(truth_path)]
+                         + (["--noise", "none"] if suffix == ".nc" else []) + (["--shuffle-conditions"] * shuffle))
+    capsys.readouterr()
+    truth = read_trials(truth_path)
+    config, model, env = load_model(run)
+    expected = simulate(model, env, n_trials, seed=seed, task_name=config.task)  # the trials the script drew
+    xr.testing.assert_equal(truth["latents"], expected["latents"])
+    conditions = ["context", "coh_motion", "coh_colour"]
+    for name in conditions:  # the truth keeps the true conditions, shuffled file or not
+        np.testing.assert_array_equal(truth[name].values, expected[name].values)
+    dt = float(truth.attrs["dt"])
+    recordings = read_recordings(out, bin_ms=dt)
+    mask, n_time = recordings["mask"].values, recordings.sizes["time"]
+    np.testing.assert_array_equal(mask, truth["mask"].values[:, :n_time])
+    inputs = recordings["inputs"].sel(input=truth["input"].values).values
+    np.testing.assert_array_equal(inputs[mask], truth["inputs"].values[:, :n_time][mask])
+    if suffix == ".nc":  # noiseless neurons: the file's rates are the truth's latents seen through them
+        rates, _, _ = make_recordings.neuron_rates(truth, n_neurons, rng=np.random.default_rng(seed))
+        np.testing.assert_array_equal(recordings["rates"].values[mask], rates[mask].astype(np.float32))
+    else:
+        table = _spikes_and_trials(out)[1]
+        same = [np.array_equal(table[name].to_numpy(), truth[name].values) for name in conditions]
+        assert same == [not shuffle] * len(conditions)
+        for name in conditions:
+            assert sorted(table[name].tolist()) == sorted(truth[name].values.tolist())
+
+
 # ----------------------------------------------------------------------------- bad files: one line each
 
 
 def _nwb(path, *, trials=((0.0, 1.0), (2.0, 3.0)), spikes=((0.1, 0.5, 2.2), (0.3, 2.9)), columns=None,
-         units=True):
-    """A small NWB file: trials (start, stop) in s with optional columns {name: values}, units' spike times."""
+         units=True, stimulus=()):
+    """A small NWB file: trials (start, stop) in s with optional columns {name: values}, units' spike times,
+    and ``stimulus``: TimeSeries keyword arguments (name, data, timestamps or starting_time + rate)."""
     nwbfile = pynwb.NWBFile(session_description="a test file", identifier=path.stem,
                             session_start_time=datetime(2024, 1, 1, tzinfo=timezone.utc))
     if columns is None:
@@ -162,6 +264,8 @@ def _nwb(path, *, trials=((0.0, 1.0), (2.0, 3.0)), spikes=((0.1, 0.5, 2.2), (0.3
     if units:
         for times in spikes:
             nwbfile.add_unit(spike_times=list(times))
+    for series in stimulus:
+        nwbfile.add_stimulus(pynwb.TimeSeries(unit="a.u.", description="a test input", **series))
     with pynwb.NWBHDF5IO(str(path), mode="w") as io:
         io.write(nwbfile)
     return path

@@ -3,7 +3,8 @@ recorded activity, with the inputs of each trial, and the held-out split.
 
 * **Targets**: spike counts per bin (``poisson``: the recordings' rates × bin width, which must be whole
   numbers) or the rates themselves (``gaussian``), (trial, time, neuron); ``mask`` the recordings' valid bins.
-* **Inputs**: the file's ``inputs`` variable, or the task's inputs rebuilt per trial from the trial's
+* **Inputs**: the file's ``inputs`` variable (its channels put in the task's input order when they carry the
+  task's input names), or the task's inputs rebuilt per trial from the trial's
   conditions and epoch lengths (:func:`task_inputs`); the input noise a task draws is drawn afresh, so pass
   the task option that turns it off (e.g. ``sigma=0``) to rebuild the mean inputs.
 * **Epochs and conditions**: the recordings' ``epoch`` (trial, time) labels and per-trial coordinates.
@@ -76,6 +77,11 @@ def recorded_batch(recordings: xr.Dataset, *, observation: str, inputs: str, env
                              "after a trial does)")
         input_values = np.where(mask[:, :, None], values, 0.0).astype(np.float32)
         input_names = tuple(str(name) for name in recordings["input"].values)
+        task_names = tuple(task_interface(env).input_names) if env is not None else ()
+        if set(input_names) == set(task_names) and input_names != task_names:
+            # NWB lists stimulus series by name; the task's order lets the fit meet a task-trained model's C.
+            order = [input_names.index(name) for name in task_names]
+            input_values, input_names = input_values[:, :, order], task_names
     else:
         if env is None:
             raise ValueError("rebuilding the inputs from the task needs the task")
