@@ -65,7 +65,8 @@ class FitConfig:
     smooth_bins: float = _setting(2.0, NON_NEGATIVE_NUMBER, "Gaussian smoothing (bins) of the encoder's input")
     test_fraction: float = _setting(0.2, FRACTION, "fraction of trials held out")
     heldout_fraction: float = _setting(0.2, FRACTION, "fraction of neurons held out (co-smoothing)")
-    psth_by: str = _setting("", Constraint("text"), "conditions grouping trials for PSTH R², comma-separated")
+    psth_by: str | None = _setting(None, Constraint("text", optional=True),
+                                   "conditions grouping trials for PSTH R², comma-separated")
     psth_smooth_bins: float = _setting(0.0, NON_NEGATIVE_NUMBER, "Gaussian smoothing (bins) of the PSTHs")
     truth: str | None = _setting(None, Constraint("text", optional=True),
                                  "trials file of the same trials with true latents (for latent R²)")

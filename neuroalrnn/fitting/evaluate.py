@@ -81,7 +81,7 @@ def fit_scores(run: FittedRun, run_dir: str | Path | None = None) -> tuple[dict[
 
         scores["heldout_r2"] = (float(r2_score(observed[..., heldout][mask], forced[..., heldout][mask]))
                                 if len(heldout) else None)
-    names = [name.strip() for name in run.fit.psth_by.split(",") if name.strip()]
+    names = [name.strip() for name in (run.fit.psth_by or "").split(",") if name.strip()]
     if not names:
         from ..analyses.pipeline import default_condition
 
