@@ -37,12 +37,14 @@ the inputs (K). Definitions, for valid steps (``mask`` True) only:
    either model uses a single regime.
 4. **Match.** ``match`` (regime_a) is the regime_b that
    ``scipy.optimize.linear_sum_assignment`` assigns to each regime_a so that
-   the total ``profile_similarity`` is largest; −1 when a has more regimes
-   than b and regime_a is left over. Ties between assignments of equal total
-   similarity are broken by co-occupancy: the assignment maximises
-   Σ similarity + 10⁻⁶ Σ co_occupancy (:data:`TIE_BREAK_WEIGHT`), so two
-   identical models match each regime to itself even when two regimes share
-   a profile. ``match_similarity`` (regime_a) is the matched pair's
+   the total ``co_occupancy`` (``match_by="steps"``, the default: the two
+   models are in the matched regimes on as many of the same steps as
+   possible) or the total ``profile_similarity`` (``match_by="profile"``:
+   used at the same epochs and conditions, step by step or not) is largest;
+   −1 when a has more regimes than b and regime_a is left over. Ties are
+   broken by the other criterion, weighted 10⁻⁶ (:data:`TIE_BREAK_WEIGHT`),
+   so two identical models match each regime to itself even when two
+   regimes share a profile. ``match_similarity`` (regime_a) is the matched pair's
    similarity and ``match_agreement`` (regime_a) = co_occupancy / occupancy_a,
    the share of regime_a's steps on which model b is in the matched regime
    (NaN when unmatched). ``n_matched`` (attribute) counts the matched regimes.
@@ -109,10 +111,12 @@ from .pipeline import _evidence_epoch, default_condition, typical_inputs
 from .primitives import gating
 from .regimes import regime_epoch_table, regime_statistics
 
-__all__ = ["GATING_MIN_INDEX", "TIE_BREAK_WEIGHT", "align_regimes", "alignment_report_lines"]
+__all__ = ["GATING_MIN_INDEX", "MATCH_BY", "TIE_BREAK_WEIGHT", "align_regimes", "alignment_report_lines"]
 
 TIE_BREAK_WEIGHT = 1e-6
-"""Weight of the co-occupancy in the assignment's objective: it only breaks ties in profile similarity."""
+"""Weight of the second criterion in the assignment's objective: it only breaks ties in the first."""
+MATCH_BY = ("steps", "profile")
+"""What the assignment maximises: the shared steps (co-occupancy) or the profile similarity."""
 GATING_MIN_INDEX = 0.05
 """Gating indices below this magnitude in both models are not compared (neither model gates the input)."""
 
@@ -128,6 +132,7 @@ def align_regimes(
     condition: str | None = "auto",
     max_regimes: int = 16,
     min_occupancy: float = 0.01,
+    match_by: str = "steps",
 ) -> xr.Dataset:
     """Match the regimes of model a to those of model b, both simulated on the same trials.
 
@@ -159,7 +164,13 @@ def align_regimes(
     similarity = _profile_similarity(profile_a, profile_b)
     co_occupancy = _co_occupancy(labels_a, labels_b, codes_a, codes_b)
 
-    rows, columns = linear_sum_assignment(np.nan_to_num(similarity) + TIE_BREAK_WEIGHT * co_occupancy, maximize=True)
+    if match_by not in MATCH_BY:
+        raise ValueError(f"match_by must be one of {MATCH_BY}, got {match_by!r}")
+    if match_by == "steps":
+        objective = co_occupancy + TIE_BREAK_WEIGHT * np.nan_to_num(similarity)
+    else:
+        objective = np.nan_to_num(similarity) + TIE_BREAK_WEIGHT * co_occupancy
+    rows, columns = linear_sum_assignment(objective, maximize=True)
     matched = np.full(len(codes_a), -1, dtype=np.int64)
     matched[rows] = columns
     is_matched = matched >= 0
@@ -247,6 +258,7 @@ def align_regimes(
         "max_regimes": int(max_regimes),
         "min_occupancy": float(min_occupancy),
         "tie_break_weight": TIE_BREAK_WEIGHT,
+        "match_by": match_by,
         "n_units_a": params_a.n_units,
         "n_units_b": params_b.n_units,
         "n_nonlinear_a": params_a.n_nonlinear,
@@ -276,9 +288,12 @@ def alignment_report_lines(alignment: xr.Dataset) -> list[str]:
         "",
         f"Model a (M = {a.attrs.get('n_units_a', '?')}, P = {a.attrs.get('n_nonlinear_a', '?')}) and model b "
         f"(M = {a.attrs.get('n_units_b', '?')}, P = {a.attrs.get('n_nonlinear_b', '?')}) ran on the same "
-        f"{a.attrs.get('n_trials', '?')} trials ({a.attrs.get('n_steps', '?')} valid steps). Regimes are matched by "
-        f"where they are used: their occupancy over the {cells} cells, compared as 1 − Jensen–Shannon distance "
-        "(1: the same profile).",
+        f"{a.attrs.get('n_trials', '?')} trials ({a.attrs.get('n_steps', '?')} valid steps). Regimes are matched "
+        + ("so that the two models are in matched regimes on as many of the same steps as possible; the profile "
+           f"similarity compares where each is used, its occupancy over the {cells} cells, as 1 − Jensen–Shannon "
+           "distance (1: the same profile)." if a.attrs.get("match_by", "steps") == "steps" else
+           f"by where they are used: their occupancy over the {cells} cells, compared as 1 − Jensen–Shannon "
+           "distance (1: the same profile)."),
         "",
         f"{a.attrs.get('n_matched', '?')} of model a's {a.sizes['regime_a']} regimes considered "
         f"(covering {100 * float(a.attrs.get('coverage_a', np.nan)):.0f} % of steps) were matched to one of model "

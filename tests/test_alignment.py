@@ -166,8 +166,22 @@ def test_an_unrelated_model_is_not_identical(other, trials_a):
     assert np.isnan(other["spectral_radius_b"].values[unmatched]).all()
     assert np.isnan(other["fixed_point_distance"].values[unmatched]).all()
     assert sorted(other["match"].values[~unmatched]) == sorted(other["regime_b"].values)
-    assert other["match_similarity"].values[~unmatched].sum() == pytest.approx(
-        _best_assignment_total(other["profile_similarity"].values))
+    # The default assignment puts the two models in matched regimes on as many of the same steps as possible ...
+    co_occupancy = other["co_occupancy"].values
+    columns = list(other["regime_b"].values)
+    matched_steps = sum(co_occupancy[i, columns.index(code)] for i, code in enumerate(other["match"].values)
+                        if code != -1)
+    assert matched_steps == pytest.approx(_best_assignment_total(co_occupancy))
+
+
+def test_matching_by_profile_maximises_the_profile_similarity(model_a, trials_a, other_run, other):
+    model_b, trials_b = other_run
+    by_profile = align_regimes(trials_a, model_a.params(), trials_b, model_b.params(), match_by="profile")
+    unmatched = by_profile["match"].values == -1
+    assert by_profile["match_similarity"].values[~unmatched].sum() == pytest.approx(
+        _best_assignment_total(by_profile["profile_similarity"].values))
+    # ... and by profile, here, another assignment (so the option changes something)
+    assert not np.array_equal(by_profile["match"].values, other["match"].values)
 
 
 def _best_assignment_total(similarity: np.ndarray) -> float:

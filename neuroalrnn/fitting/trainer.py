@@ -46,16 +46,14 @@ from ..training.data import make_task
 from ..training.rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
-    LOCK_FILE,
-    METRICS_FILE,
     RunDirectoryError,
-    exclusive,
     load_checkpoint,
     metrics_tensor,
     read_config_record,
     remove_temporaries,
     resolve_in_run,
     save_checkpoint,
+    training_session,
     versions,
     write_metrics,
 )
@@ -343,24 +341,8 @@ class FitTrainer:
 
     def fit(self) -> FitTrainer:
         """Train to ``config.steps``; Ctrl-C/SIGTERM checkpoints and raises TrainingInterrupted."""
-        if not self._resumed and (self.run_dir / CHECKPOINT_FILE).exists():
-            raise RunDirectoryError(f"{self.run_dir} already holds a run; resume it (--resume) or choose another "
-                                    "output directory")
-        created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with exclusive(self.run_dir):
-                try:
-                    return self._fit_locked()
-                except BaseException:
-                    if self.saved_step is None:
-                        for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):
-                            (self.run_dir / name).unlink(missing_ok=True)
-                    raise
-        finally:
-            if created and self.saved_step is None:
-                with contextlib.suppress(OSError):
-                    self.run_dir.rmdir()
+        with training_session(self.run_dir, resumed=self._resumed, saved=lambda: self.saved_step is not None):
+            return self._fit_locked()
 
     def _fit_locked(self) -> FitTrainer:
         config = self.config

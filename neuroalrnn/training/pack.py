@@ -36,15 +36,12 @@ from ..models.pack import PackedALRNN
 from .config import TrainConfig
 from .rundir import (
     CHECKPOINT_FILE,
-    CONFIG_FILE,
-    LOCK_FILE,
-    METRICS_FILE,
     RunDirectoryError,
-    exclusive,
     read_config,
     read_config_record,
     remove_temporaries,
     sync_metrics,
+    training_session,
     write_config,
     write_metrics,
 )
@@ -220,7 +217,7 @@ class PackTrainer:
                     self._adam_steps[index] = int(state["step"])
         self.errors: list[TrainingDiverged | None] = [None] * len(trainers)
         self._locks: list[contextlib.ExitStack | None] = [None] * len(trainers)
-        self._created = [False] * len(trainers)
+        self._failed = [False] * len(trainers)
 
     @property
     def n_networks(self) -> int:
@@ -259,11 +256,11 @@ class PackTrainer:
     def _open(self, index: int) -> None:
         """Lock run ``index`` and write its config (new run) or bring its metrics.csv to its checkpoint (resumed)."""
         trainer = self.trainers[index]
-        self._created[index] = not trainer.run_dir.exists()
-        trainer.run_dir.mkdir(parents=True, exist_ok=True)
         stack = contextlib.ExitStack()
         self._locks[index] = stack
-        stack.enter_context(exclusive(trainer.run_dir))
+        stack.enter_context(training_session(
+            trainer.run_dir, resumed=trainer.saved_step is not None, saved=lambda: trainer.saved_step is not None,
+            failed=lambda: self._failed[index] or self.errors[index] is not None))
         remove_temporaries(trainer.run_dir)
         if trainer.saved_step is None:
             write_config(trainer.run_dir, trainer.config)
@@ -278,14 +275,8 @@ class PackTrainer:
         stack, self._locks[index] = self._locks[index], None
         if stack is None:
             return
-        trainer = self.trainers[index]
-        with stack:
-            if (failed or self.errors[index] is not None) and trainer.saved_step is None:
-                for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):  # the lock file last, while held
-                    (trainer.run_dir / name).unlink(missing_ok=True)
-        if self._created[index] and trainer.saved_step is None:
-            with contextlib.suppress(OSError):
-                trainer.run_dir.rmdir()  # only if empty
+        self._failed[index] = failed
+        stack.close()
 
     def _train(self) -> None:
         total = max(config.steps for config in self.configs)

@@ -41,6 +41,7 @@ import pickle
 import platform
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -82,6 +83,46 @@ def exclusive(run_dir: str | os.PathLike):
     """Hold the run's lock (``.lock``) so two processes never train into one run; busy: RunDirectoryError."""
     busy = RunDirectoryError(f"another process is training in {run_dir}; wait for it or stop it")
     return advisory_lock(Path(run_dir) / LOCK_FILE, busy)
+
+
+@contextlib.contextmanager
+def training_session(
+    run_dir: str | os.PathLike, *, resumed: bool, saved: Callable[[], bool], failed: Callable[[], bool] = lambda: False,
+):
+    """Hold ``run_dir`` while a run trains in it: the one open/close of every trainer (single, packed, fitted).
+
+    A new run (``resumed=False``) may not go where a checkpoint is (RunDirectoryError). The directory is
+    created if needed and locked (:func:`exclusive`) for the block. A run that ends without a checkpoint
+    (``saved()`` False) because the block raised, or because ``failed()`` says so at its end, leaves nothing
+    behind: no config.json, metrics.csv or lock file (the lock file last, while held), and no directory this
+    call created (removed only if empty: never what another process put there).
+    """
+    run_dir = Path(run_dir)
+    if not resumed and (run_dir / CHECKPOINT_FILE).exists():
+        raise RunDirectoryError(
+            f"{run_dir} already holds a run; resume it (--resume) or choose another output directory"
+        )
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def forget_unsaved() -> None:
+        if not saved():
+            for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+
+    try:
+        with exclusive(run_dir):
+            try:
+                yield run_dir
+            except BaseException:
+                forget_unsaved()
+                raise
+            if failed():
+                forget_unsaved()
+    finally:
+        if created and not saved():
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()
 
 
 # ----------------------------------------------------------------------------- paths stored in a run

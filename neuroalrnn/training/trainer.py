@@ -55,9 +55,7 @@ from .rundir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     LOCK_FILE,
-    METRICS_FILE,
     RunDirectoryError,
-    exclusive,
     is_inside,
     load_checkpoint,
     metrics_rows,
@@ -69,6 +67,7 @@ from .rundir import (
     restore_metrics,
     save_checkpoint,
     sync_metrics,
+    training_session,
     write_config,
     write_metrics,
 )
@@ -513,25 +512,8 @@ class Trainer:
         is stopped before its first checkpoint leaves nothing behind: no
         config.json, metrics.csv or lock file, and no directory it created.
         """
-        if not self._resumed and (self.run_dir / CHECKPOINT_FILE).exists():
-            raise RunDirectoryError(
-                f"{self.run_dir} already holds a run; resume it (--resume) or choose another output directory"
-            )
-        created = not self.run_dir.exists()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            with exclusive(self.run_dir):
-                try:
-                    return self._fit_locked()
-                except BaseException:
-                    if self.saved_step is None:
-                        for name in (CONFIG_FILE, METRICS_FILE, LOCK_FILE):  # the lock file last, while held
-                            (self.run_dir / name).unlink(missing_ok=True)
-                    raise
-        finally:
-            if created and self.saved_step is None:
-                with contextlib.suppress(OSError):
-                    self.run_dir.rmdir()  # only if empty: never what another process put there
+        with training_session(self.run_dir, resumed=self._resumed, saved=lambda: self.saved_step is not None):
+            return self._fit_locked()
 
     def _fit_locked(self) -> Trainer:
         config = self.config

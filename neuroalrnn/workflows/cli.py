@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("run_dir", type=Path, metavar="FIT", help="a fit (neuroalrnn fit) or any AL-RNN run")
     align.add_argument("reference", type=Path, metavar="RUN", help="the AL-RNN run to align with, e.g. task-trained")
     align.add_argument("--max-regimes", type=_positive_int, default=16, help="regimes per model (default 16)")
+    align.add_argument("--match-by", choices=("steps", "profile"), default="steps",
+                       help="match regimes used on the same steps (default) or at the same epochs and conditions")
 
     evaluate = commands.add_parser("evaluate", help="simulate fresh trials; write trials.nc, accuracy and figures")
     evaluate.add_argument("run_dir", type=Path, metavar="DIR")
@@ -454,7 +456,7 @@ def _print_fit_summary(summary: dict) -> None:
 def _align(args) -> int:
     from .run_analysis import align_runs
 
-    paths, lines = align_runs(args.run_dir, args.reference, max_regimes=args.max_regimes)
+    paths, lines = align_runs(args.run_dir, args.reference, max_regimes=args.max_regimes, match_by=args.match_by)
     print("\n".join(lines))
     for path in paths.values():
         print(f"wrote {path}")

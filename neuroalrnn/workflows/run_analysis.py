@@ -174,7 +174,8 @@ def _check_current(result, path: Path, run_dir: str | Path) -> None:
         ) from None
 
 
-def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int = 16) -> tuple[dict[str, Path], list[str]]:
+def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int = 16,
+               match_by: str = "steps") -> tuple[dict[str, Path], list[str]]:
     """Align the regimes of the AL-RNN in ``run_dir`` (a = e.g. a fit to recordings) with ``reference``'s (b).
 
     Both models run on ``run_dir``'s current trials (for a fit: its held-out recorded trials with their inputs),
@@ -193,7 +194,8 @@ def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int =
             raise ValueError(f"regime alignment needs AL-RNNs; {name} holds a {type(candidate).__name__}")
     trials = current_trials(run_dir)
     paired = simulate_on_trials(reference_model, trials)
-    alignment = align_regimes(trials, model.params(), paired, reference_model.params(), max_regimes=max_regimes)
+    alignment = align_regimes(trials, model.params(), paired, reference_model.params(), max_regimes=max_regimes,
+                              match_by=match_by)
     alignment.attrs.update({"run": str(run_dir), "reference": str(reference), "format_version": FORMAT_VERSION})
     lines = alignment_report_lines(alignment)
     with file_group(run_dir) as staging:
