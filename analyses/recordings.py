@@ -69,7 +69,7 @@ import xarray as xr
 from ..formats import FORMAT_VERSION, validate
 from .compare import _apply_mapping, validate_recordings
 
-__all__ = ["DEFAULT_BIN_MS", "NWB_SUFFIXES", "OUTSIDE_TRIALS", "read_recordings"]
+__all__ = ["DEFAULT_BIN_MS", "NWB_SUFFIXES", "OUTSIDE_TRIALS", "TRIAL_BOOKKEEPING", "read_recordings"]
 
 DEFAULT_BIN_MS = 20.0
 """Bin width of an NWB file's rates when none is given (``neuroalrnn compare`` passes the run's dt instead)."""
@@ -79,6 +79,8 @@ OUTSIDE_TRIALS = ("raise", "drop")
 _EPOCH_END_SUFFIXES = ("_off_time", "_stop_time", "_end_time")
 _EPOCH_START_SUFFIXES = ("_on", "_start")
 _BOUNDARY_COLUMNS = ("start_time", "stop_time")
+TRIAL_BOOKKEEPING = ("trial_id", "start_time")
+"""Per-trial coordinates an NWB file's recordings carry that are not task conditions (its trial ids and starts)."""
 
 
 def read_recordings(

@@ -364,3 +364,28 @@ def test_a_mapped_nwb_file_compares(run, tmp_path, capsys):
     assert main(["compare", str(run), str(path), "--trials", "60", "--shuffles", "0", "--conditions", "context",
                  "coh_relevant", "--map", 'ctx=["context", {"M": "motion", "C": "colour"}]']) == 0
     assert "matched on context, coh_relevant" in capsys.readouterr().out
+
+
+def test_an_nwb_recording_is_fitted_then_compared_and_aligned_with_its_source(run, nwb_path, tmp_path):
+    """A fit to an NWB file: its trials carry the task's conditions (not the file's trial ids or start times),
+    in the file's inputs, so `compare` matches them with the recordings and `align` pairs them with the source."""
+    from neuroalrnn.analyses.compare import compare
+    from neuroalrnn.fitting import FitConfig, FitTrainer, evaluate_fit
+    from neuroalrnn.workflows.run_analysis import align_runs
+
+    config = TrainConfig(n_units=6, n_nonlinear=2, steps=4, batch_size=8, eval_every=2, checkpoint_every=4,
+                         data_workers=0)
+    fit_dir = tmp_path / "fit"
+    FitTrainer(config, FitConfig(recordings=str(nwb_path), test_fraction=0.5), fit_dir, progress=False).fit()
+    trials, summary = evaluate_fit(fit_dir)
+    assert summary["kind"] == "fit" and summary["n_trials"] == N_TRIALS // 2
+    conditions = {name for name, coord in trials.coords.items() if coord.dims == ("trial",)}
+    assert not conditions & {"trial_id", "start_time"}
+    assert set(trials["task"].values) == {config.task}
+    recordings = read_recordings(nwb_path, bin_ms=float(trials.attrs["dt"]))
+    np.testing.assert_array_equal(trials["input"].values, load_model(run)[2].unwrapped.input_names)
+    result = compare(trials, recordings, n_shuffles=5, seed=0)
+    assert "context" in result.attrs["conditions"]
+    _, lines = align_runs(fit_dir, run)
+    assert lines[0] == "## Regimes aligned across models"
+    assert (fit_dir / "alignment.nc").is_file()

@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from ..envs import TrialBatch, task_interface
 from ..envs.epochs import canonical_epoch_map
+from ..analyses.recordings import TRIAL_BOOKKEEPING
 from ..formats import recording_variable
 
 __all__ = ["INTEGER_TOLERANCE", "recorded_batch", "split", "task_inputs", "teacher_features"]
@@ -27,8 +28,12 @@ INTEGER_TOLERANCE = 1e-3
 """How far counts (rates × bin width) may lie from whole numbers for the Poisson observation model."""
 
 
-def recorded_batch(recordings: xr.Dataset, *, observation: str, inputs: str, env=None) -> TrialBatch:
+def recorded_batch(recordings: xr.Dataset, *, observation: str, inputs: str, env=None,
+                   task_name: str | None = None) -> TrialBatch:
     """The recordings as a TrialBatch: targets the activity (module docstring), inputs from ``inputs``.
+
+    Conditions are the per-trial coordinates but ``task`` and an NWB file's bookkeeping (trial ids and start
+    times); ``task_name`` names the trials' task (default: the recordings' ``task`` attribute).
 
     ``env``: the task, needed for ``inputs="task"`` (and for ``"auto"`` when the file has no inputs).
     ValueError with one line when the recordings cannot be fitted as asked.
@@ -62,7 +67,7 @@ def recorded_batch(recordings: xr.Dataset, *, observation: str, inputs: str, env
     for code, name in enumerate(epoch_names):
         epoch[(labels == name) & mask] = code
     conditions = {str(name): coord.values for name, coord in recordings.coords.items()
-                  if coord.dims == ("trial",) and name not in ("trial", "task")}
+                  if coord.dims == ("trial",) and name not in ("trial", "task", *TRIAL_BOOKKEEPING)}
 
     source = inputs
     if source == "auto":
@@ -87,7 +92,7 @@ def recorded_batch(recordings: xr.Dataset, *, observation: str, inputs: str, env
             raise ValueError("rebuilding the inputs from the task needs the task")
         input_values = task_inputs(env, labels, mask, conditions, dt)
         input_names = tuple(task_interface(env).input_names)
-    task_name = str(recordings.attrs.get("task", "recordings"))
+    task_name = str(task_name or recordings.attrs.get("task", "recordings"))
     canonical = task_interface(env).canonical_epochs if env is not None else {}
     return TrialBatch(
         inputs=input_values, targets=targets.astype(np.float32), mask=mask, weight=mask.astype(np.float32),

@@ -134,7 +134,7 @@ def recorded_trials(config: TrainConfig, fit: FitConfig, data: dict[str, Any] | 
     env = make_task(config, held_out=True)
     bin_ms = fit.bin_ms if fit.bin_ms is not None else float(env.unwrapped.dt)
     recordings = read_recordings(path, mapping=fit.mapping or None, bin_ms=bin_ms)
-    batch = recorded_batch(recordings, observation=fit.observation, inputs=fit.inputs, env=env)
+    batch = recorded_batch(recordings, observation=fit.observation, inputs=fit.inputs, env=env, task_name=config.task)
     n_trials, _, n_neurons = batch.targets.shape
     if data is None:
         test, heldout = split(n_trials, n_neurons, test_fraction=fit.test_fraction,
