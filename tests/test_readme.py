@@ -51,7 +51,8 @@ def test_python_example_runs(page, code, capsys, tmp_path, monkeypatch):
 @pytest.mark.parametrize("command", COMMANDS)
 def test_shell_command_parses(command):
     words = shlex.split(command)[1:]
-    if words and words[0] in {"train", "evaluate", "analyze", "compare", "sweep", "sharing", "bench", "tasks"}:
+    if words and words[0] in {"train", "fit", "align", "evaluate", "analyze", "compare", "sweep", "sharing", "bench",
+                             "tasks"}:
         build_parser().parse_args(words)  # exits (SystemExit) on an unknown option or a bad value
     else:
         pytest.fail(f"{command!r} is not a neuroalrnn command")
