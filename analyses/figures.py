@@ -6,7 +6,9 @@
 * :func:`transition_graph` — regimes as nodes, transition probabilities as edges;
 * :func:`latent_trajectories` — latent states on their first two principal
   components (against time for a one-unit network), coloured by regime, with
-  fixed points marked (filled: real, hollow: virtual).
+  fixed points marked (filled: real, hollow: virtual);
+* :func:`fit_psths` — a fitted model's predicted PSTHs over the recorded ones, a few neurons by condition;
+* :func:`alignment_map` — two models' regimes on the same steps (the paired co-occupancy), matches marked.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from ..storage import save_figure
 from .core import regime_labels
 
 __all__ = [
+    "alignment_map",
     "eigenvalue_spectra",
+    "fit_psths",
     "latent_trajectories",
     "regime_colours",
     "regime_epoch_heatmap",
@@ -242,3 +246,64 @@ def _patch(colour: str, label: str):
     from matplotlib.patches import Patch
 
     return Patch(facecolor=colour, label=label)
+
+
+def fit_psths(observed: np.ndarray, predicted: np.ndarray, mask: np.ndarray, groups: np.ndarray, dt: float,
+              neurons: Sequence[int], names: Sequence[str] = (), max_groups: int = 6) -> Figure:
+    """Recorded (dots) and predicted (lines) trial-averaged activity per condition group, one panel per neuron.
+
+    ``observed``, ``predicted``: (trial, time, neuron) in one unit (e.g. spikes per bin); ``mask`` (trial, time);
+    ``groups`` (trial,) labels; at most ``max_groups`` groups (the first in sorted order) are drawn.
+    """
+    labels = np.unique(groups)[:max_groups]
+    colours = {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(labels)}
+    columns = min(3, len(neurons))
+    rows = -(-len(neurons) // columns)
+    fig = Figure(figsize=(3.4 * columns, 2.4 * rows + 0.6))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    time = np.arange(mask.shape[1]) * dt
+    for ax, neuron in zip(axes.ravel(), neurons, strict=False):
+        for label in labels:
+            members = groups == label
+            valid = mask[members]
+            count = valid.sum(axis=0)
+            keep = count >= 2
+            mean = lambda values: (np.where(valid, values[members][..., neuron], 0.0).sum(axis=0)  # noqa: E731
+                                   / np.maximum(count, 1))
+            ax.plot(time[keep], mean(observed)[keep], ".", color=colours[label], ms=3, alpha=0.6)
+            ax.plot(time[keep], mean(predicted)[keep], "-", color=colours[label], lw=1.2, label=str(label))
+        ax.set_title(names[neuron] if len(names) else f"neuron {neuron}", fontsize=9)
+        ax.set_xlabel("time from trial start (ms)", fontsize=8)
+    for ax in axes.ravel()[len(neurons):]:
+        ax.set_visible(False)
+    axes.ravel()[0].legend(fontsize=7, frameon=False)
+    fig.suptitle("recorded (dots) and predicted (lines) trial averages", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def alignment_map(alignment: xr.Dataset) -> Figure:
+    """The paired co-occupancy of two models' regimes (share of steps), each regime of a's match outlined."""
+    co = alignment["co_occupancy"].values
+    fig = Figure(figsize=(0.45 * co.shape[1] + 2.5, 0.4 * co.shape[0] + 1.5))
+    ax = fig.subplots()
+    image = ax.imshow(co, cmap="Greys", aspect="auto")
+    columns = list(alignment["regime_b"].values)
+    for row, code in enumerate(alignment["match"].values):
+        if code != -1:
+            ax.add_patch(_rectangle(columns.index(code), row))
+    ax.set_xticks(range(co.shape[1]), [str(code) for code in columns], fontsize=8)
+    ax.set_yticks(range(co.shape[0]), [str(code) for code in alignment["regime_a"].values], fontsize=8)
+    ax.set_xlabel("regime of model b")
+    ax.set_ylabel("regime of model a")
+    fig.colorbar(image, ax=ax, label="share of steps")
+    ax.set_title(f"regimes on the same steps (NMI {float(alignment.attrs.get('nmi', np.nan)):.2f}); "
+                 "matches outlined", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _rectangle(column: int, row: int):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="#d62728", lw=1.5)

@@ -420,6 +420,7 @@ def test_evaluate_run_scores_the_held_out_trials(poisson_fit, files):
     mask = stored["mask"].values
     np.testing.assert_array_equal(stored["inputs"].values[mask], recordings["inputs"].values[mask])
     xr.testing.assert_equal(trials["latents"], stored["latents"])
+    assert (poisson_fit / "figures" / "psth.png").stat().st_size > 0
 
 
 def test_analyze_run_writes_the_analysis_of_a_fit(poisson_fit):

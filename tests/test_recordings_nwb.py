@@ -388,4 +388,4 @@ def test_an_nwb_recording_is_fitted_then_compared_and_aligned_with_its_source(ru
     assert "context" in result.attrs["conditions"]
     _, lines = align_runs(fit_dir, run)
     assert lines[0] == "## Regimes aligned across models"
-    assert (fit_dir / "alignment.nc").is_file()
+    assert (fit_dir / "alignment.nc").is_file() and (fit_dir / "figures" / "alignment.png").is_file()

@@ -166,4 +166,18 @@ def evaluate_fit(run_dir: str | Path, *, save: bool = True, progress=None) -> tu
         progress(f"scored {len(test)} held-out trials of the fit at checkpoint step {run.step}")
     if save:
         write_evaluation(run_dir, dataset)
+        _psth_figure(run, trials, outputs_free, scores["psth_by"], run_dir / "figures" / "psth.png")
     return dataset, json.loads(dataset.attrs[SUMMARY_ATTRIBUTE])
+
+
+def _psth_figure(run: FittedRun, trials, outputs: np.ndarray, names: list[str], path: Path) -> Path:
+    """figures/psth.png: six neurons' recorded and predicted PSTHs on the test trials, held-out neurons first."""
+    from ..analyses.figures import fit_psths, save_figure
+
+    test, batch = trials.test, trials.batch
+    order = list(trials.heldout) + [n for n in range(batch.targets.shape[-1]) if n not in set(trials.heldout)]
+    predicted = expected_activity(outputs[test], run.fit.observation)
+    figure = fit_psths(trials.targets[test], predicted, batch.mask[test], _groups(batch, test, names), batch.dt,
+                       order[:6], names=[f"{name} (held out)" if i in set(trials.heldout) else str(name)
+                                         for i, name in enumerate(batch.output_names)])
+    return save_figure(figure, path)

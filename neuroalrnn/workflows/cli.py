@@ -518,7 +518,8 @@ def _evaluate(args) -> int:
     trials, summary = evaluate_run(args.run_dir, args.trials, noise=args.noise, seed=args.seed, device=args.device)
     if summary.get("kind") == "fit":  # a fit is scored on its own held-out recorded trials
         _print_fit_summary(summary)
-        print(f"wrote {args.run_dir / 'trials.nc'} and {args.run_dir / EVALUATION_FILE}")
+        print(f"wrote {args.run_dir / 'trials.nc'}, {args.run_dir / EVALUATION_FILE} and "
+              f"{args.run_dir / 'figures' / 'psth.png'}")
         return 0
     print(f"decision accuracy: {summary['accuracy']:.3f} ({summary['n_trials']} trials, seed {summary['seed']}, "
           f"scoring {summary['scoring']})")

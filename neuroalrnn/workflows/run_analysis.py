@@ -198,7 +198,10 @@ def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int =
                               match_by=match_by)
     alignment.attrs.update({"run": str(run_dir), "reference": str(reference), "format_version": FORMAT_VERSION})
     lines = alignment_report_lines(alignment)
+    lines += ["", "![regimes on the same steps](figures/alignment.png)"]
     with file_group(run_dir) as staging:
         write_netcdf(alignment, staging / "alignment.nc")
         atomic_write(staging / "alignment.md", "\n".join(lines) + "\n")
-    return {"alignment": run_dir / "alignment.nc", "report": run_dir / "alignment.md"}, lines
+        figs.save_figure(figs.alignment_map(alignment), staging / "figures" / "alignment.png")
+    return {"alignment": run_dir / "alignment.nc", "report": run_dir / "alignment.md",
+            "figure": run_dir / "figures" / "alignment.png"}, lines
