@@ -26,7 +26,7 @@ from neuroalrnn.evaluation.simulate import read_trials, simulate
 from neuroalrnn.fitting import FitConfig, FitTrainer, is_fit_run, load_fit
 from neuroalrnn.fitting.data import recorded_batch, split
 from neuroalrnn.models import ALRNN
-from neuroalrnn.training import load_run
+from neuroalrnn.training import Trainer, load_run
 from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.training.rundir import load_checkpoint
 from neuroalrnn.workflows.cli import main
@@ -490,3 +490,12 @@ def test_inputs_rebuilt_from_the_task_equal_the_task_inputs(tmp_path):
     np.testing.assert_array_equal(batch.inputs[mask], expected[mask])
     assert not batch.inputs[~mask].any()
     assert batch.input_names == tuple(str(name) for name in source["input"].values)
+
+
+def test_train_and_fit_refuse_to_resume_each_others_runs(poisson_fit, tmp_path, capsys):
+    task_run = tmp_path / "task"
+    Trainer(_config(steps=2, eval_every=2, checkpoint_every=2), task_run, progress=False).fit()
+    assert main(["train", "--resume", str(poisson_fit), "--steps", "99"]) == 1
+    assert "neuroalrnn fit --resume" in capsys.readouterr().err
+    assert main(["fit", "--resume", str(task_run), "--steps", "99"]) == 1
+    assert "neuroalrnn train --resume" in capsys.readouterr().err

@@ -179,6 +179,9 @@ class FittedRun(NamedTuple):
 
 
 def _fit_parts(record: dict[str, Any], path: Path) -> tuple[TrainConfig, FitConfig, dict[str, Any]]:
+    if "fit" not in record:
+        raise RunDirectoryError(f"{path.parent} holds a task-trained run, not a fit to recordings; continue it with "
+                                f"`neuroalrnn train --resume {path.parent}`")
     try:
         config = TrainConfig.from_dict(record["config"])
         stored = dict(record["fit"])

@@ -399,6 +399,9 @@ class Trainer:
         """
         run_dir = Path(run_dir)
         config = read_config(run_dir)
+        if "fit" in read_config_record(run_dir):
+            raise RunDirectoryError(f"{run_dir} holds a fit to recordings, not a task-trained run; continue it with "
+                                    f"`neuroalrnn fit --resume {run_dir}` (FitTrainer.resume)")
         state = load_checkpoint(run_dir)
         if steps is not None and steps < state["step"]:
             raise RunDirectoryError(
