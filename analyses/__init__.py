@@ -11,10 +11,13 @@ map), :mod:`.dynamics` (per-regime maps, eigenvalues, fixed points, cycles),
 :mod:`.primitives` (integration, gating, transients), :mod:`.pipeline`
 (everything in one Dataset), :mod:`.sharing` (how much several tasks share:
 regimes, unit task variance, subspaces), :mod:`.figures`,
-:mod:`.sharing_figures` and :mod:`.report`.
+:mod:`.sharing_figures` and :mod:`.report`; for recordings, :mod:`.recordings` (NWB and NetCDF in),
+:mod:`.compare` (geometry against recordings), :mod:`.fit_scores` (co-bps, PSTH R², latent R² of a model
+fitted to them) and :mod:`.alignment` (the regimes of two models matched on the same trials).
 """
 
 from ..models import ALRNNParams, bits_to_codes, codes_to_bits
+from .alignment import align_regimes
 from .core import regime_labels, validate_trials
 from .dynamics import amplification, find_cycles, find_fixed_points, regime_dynamics
 from .pipeline import analyze
@@ -24,6 +27,7 @@ from .sharing import compare_sharing, sharing_analysis
 
 __all__ = [
     "ALRNNParams",
+    "align_regimes",
     "accumulated_response",
     "amplification",
     "analyze",
