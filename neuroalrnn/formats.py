@@ -724,13 +724,17 @@ CONFIG = FileFormat(
         "`neuroalrnn.training.config.TrainConfig`) under `config`, with the versions of everything the result depends "
         "on. Paths stored in it (`bank_cache`) are relative to the run directory when they lie inside it."
     ),
-    written_by="neuroalrnn.training.rundir.write_config (`neuroalrnn train`)",
+    written_by="neuroalrnn.training.rundir.write_config (`neuroalrnn train`); neuroalrnn.fitting.FitTrainer "
+               "(`neuroalrnn fit`)",
     read_by="neuroalrnn.training.rundir.read_config",
     fields=(
         Field("config", "mapping", "TrainConfig fields (task, task_kwargs, model, n_units, n_nonlinear, ...)"),
         Field("config.task", "string", "task name"),
         Field("config.model", "string", "model kind"),
         Field("config.n_units", "integer", "M"),
+        Field("fit", "mapping", "a fit to recordings only (`neuroalrnn fit`): the FitConfig fields "
+              "(neuroalrnn.fitting.FitConfig) and, under `data`, the recordings' sizes, names, per-neuron mean and "
+              "scale, and the held-out `test_trials` and `heldout_neurons`", required=False),
         Field("versions", "mapping", "Python, platform and package versions"),
         Field("created", "string", "creation time (ISO 8601)"),
     ),
@@ -744,7 +748,7 @@ CHECKPOINT = FileFormat(
         "The state of a run at a training step, saved with `torch.save` (atomically) and loaded with "
         "`torch.load(..., weights_only=True)`: a mapping of plain tensors and numbers, no pickled objects."
     ),
-    written_by="neuroalrnn.training.rundir.save_checkpoint (Trainer.save)",
+    written_by="neuroalrnn.training.rundir.save_checkpoint (Trainer.save, FitTrainer.save)",
     read_by="neuroalrnn.training.rundir.load_checkpoint (training.load_model, Trainer.resume, sweeps)",
     fields=(
         Field("step", "integer", "training steps done"),
@@ -752,6 +756,8 @@ CHECKPOINT = FileFormat(
         Field("model", "tensor mapping", "the model's state_dict (parameter name -> tensor)"),
         Field("optimizer", "mapping", "the optimiser's state_dict (needed to resume)"),
         Field("rng_torch", "byte tensor", "torch.get_rng_state() (needed to resume)"),
+        Field("encoder", "tensor mapping", "a fit to recordings only: the teacher-forcing encoder's state_dict "
+              "(weight, bias)", required=False),
         Field("metrics", "tensor", "every metrics.csv row up to `step`, (row, column) in the columns' order "
               "(NaN: empty)", required=False),
     ),
