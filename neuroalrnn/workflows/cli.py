@@ -396,6 +396,18 @@ def _train_config(given: dict[str, object]) -> TrainConfig:
     return TrainConfig.for_task(**values)
 
 
+def _run_to_end(trainer, command: str) -> int | None:
+    """``trainer.fit()``; after Ctrl-C or SIGTERM (checkpoint written) the line that says how to go on and the
+    exit status 128 + the signal, else None."""
+    try:
+        trainer.fit()
+    except KeyboardInterrupt as stop:
+        print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} {command} --resume "
+              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
+        return 128 + getattr(stop, "signal_number", signal.SIGINT)
+    return None
+
+
 def _fit(args) -> int:
     from ..fitting import FitConfig, FitTrainer, evaluate_fit
 
@@ -422,12 +434,9 @@ def _fit(args) -> int:
         trainer = FitTrainer(TrainConfig(**{"data_workers": 0, **given}),
                              FitConfig(recordings=str(args.recordings), **fit_given),
                              args.out, progress=not args.no_progress)
-    try:
-        trainer.fit()
-    except KeyboardInterrupt as stop:
-        print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} fit --resume "
-              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
-        return 128 + getattr(stop, "signal_number", signal.SIGINT)
+    stopped = _run_to_end(trainer, "fit")
+    if stopped is not None:
+        return stopped
     print(f"fitted {trainer.step} steps in {trainer.elapsed:.1f} s")
     _, summary = evaluate_fit(trainer.run_dir)
     _print_fit_summary(summary)
@@ -478,12 +487,9 @@ def _train(args) -> int:
                                  device=given.get("device"), progress=not args.no_progress)
     else:
         trainer = Trainer(_train_config(given), args.out, progress=not args.no_progress)
-    try:
-        trainer.fit()
-    except KeyboardInterrupt as stop:
-        print(f"\n{NAME}: interrupted at step {trainer.step}; continue with `{NAME} train --resume "
-              f"{trainer.run_dir}` (resumes from the checkpoint at step {trainer.saved_step})", file=sys.stderr)
-        return 128 + getattr(stop, "signal_number", signal.SIGINT)
+    stopped = _run_to_end(trainer, "train")
+    if stopped is not None:
+        return stopped
     how = "reached the accuracy criterion" if trainer.stopped_early else "finished"
     print(f"{how} at step {trainer.step} in {trainer.elapsed:.1f} s; "
           f"held-out decision accuracy {trainer.final_accuracy:.3f} ({trainer.config.eval_trials} trials)")
