@@ -868,9 +868,66 @@ RESULT = FileFormat(
     ),
 )
 
+_GATED = "a condition with at least two values splits the trials (attribute condition)"
+
+ALIGNMENT = FileFormat(
+    kind="alignment",
+    filename="alignment.nc",
+    storage="netcdf",
+    intro=(
+        "The regimes of two AL-RNNs run on the same trials, matched (`neuroalrnn align FIT RUN`: model a is FIT, "
+        "e.g. a fit to recordings, model b RUN, e.g. a task-trained network): where each regime is used, on "
+        "which steps the two coincide, the match, the affine map between their latents, and the matched regimes' "
+        "dynamics and gating. Variables on `regime_a` with the suffix `_b` hold model b's values for the matched "
+        "regime (NaN when unmatched). Definitions: `neuroalrnn.analyses.alignment`."
+    ),
+    written_by="neuroalrnn.analyses.alignment.align_regimes, written by neuroalrnn.workflows.run_analysis.align_runs "
+               "(`neuroalrnn align`)",
+    read_by="neuroalrnn.analyses.figures.alignment_map; users",
+    dims={"regime_a": "regime of model a (occupancy order)", "regime_b": "regime of model b (occupancy order)",
+          "cell": "epoch × condition value (\"epoch|value\")", "unit_a": "unit of model a",
+          "unit_b": "unit of model b", "input_condition": "epoch whose mean input the fixed points are under",
+          "input": "input", "condition_value": "value of the condition",
+          "condition_value_other": "the same values, for pairs"},
+    coordinates=(
+        _var("regime_a", "regime_a", "integer", "regime code of model a"),
+        _var("regime_b", "regime_b", "integer", "regime code of model b"),
+    ),
+    variables=(
+        *_vars("regime_a", "float", {"occupancy_a": "share of valid steps in the regime (model a)",
+                                     "match_similarity": "profile_similarity of the matched pair",
+                                     "match_agreement": "share of the regime's steps on which b is in the match",
+                                     "spectral_radius_a": "spectral radius of W_Ω (model a)",
+                                     "spectral_radius_b": "spectral radius of the matched W_Ω (model b)"}),
+        _var("occupancy_b", "regime_b", "float", "share of valid steps in the regime (model b)"),
+        _var("match", "regime_a", "integer", "matched regime of model b (-1: none)"),
+        *_vars("regime_a regime_b", "float", {
+            "profile_similarity": "1 − Jensen–Shannon distance of the two regimes' occupancy profiles",
+            "co_occupancy": "share of valid steps with a in regime_a and b in regime_b"}),
+        _var("latent_map", "unit_a unit_b", "float", "L of the least-squares map z_a ≈ L z_b + ℓ"),
+        _var("latent_offset", "unit_a", "float", "ℓ of that map"),
+        _var("fixed_point_distance", "regime_a input_condition", "float",
+             "‖z*_a − (L z*_b + ℓ)‖ / RMS norm of a's latents"),
+        _var("gating_index_a", "condition_value condition_value_other input", "float",
+             "gating index of model a (its own readout)", required=False, when=_GATED),
+        _var("gating_index_b", "condition_value condition_value_other input", "float",
+             "gating index of model b (its own readout)", required=False, when=_GATED),
+        _var("gating_agrees", "input", "bool", "the two indices agree in sign", required=False, when=_GATED),
+    ),
+    fields=(
+        Field("condition", "string", "the condition of the cells and the gating test (\"\": epochs only)"),
+        Field("match_by", "string", "what the match maximises", choices=("steps", "profile")),
+        Field("n_matched", "integer", "regimes of a with a match"),
+        Field("latent_r2", "number", "R² of a's latents from b's by the latent map"),
+        Field("nmi", "number", "normalised mutual information of the two models' regime labels"),
+        Field("n_trials", "integer", "trials"),
+        Field("n_steps", "integer", "valid steps"),
+    ),
+)
+
 FORMATS: dict[str, FileFormat] = {
     declaration.kind: declaration
-    for declaration in (TRIALS, ANALYSIS, SHARING, COMPARISON, RESULTS, RECORDINGS, CONFIG, CHECKPOINT,
+    for declaration in (TRIALS, ANALYSIS, SHARING, COMPARISON, ALIGNMENT, RESULTS, RECORDINGS, CONFIG, CHECKPOINT,
                         EVALUATION, METRICS, RESULT)
 }
 """Every file kind the package writes or reads, by kind name."""

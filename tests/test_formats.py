@@ -75,6 +75,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     assert cli.main(["analyze", str(single), "--trials", "40"]) == 0
     write_netcdf(_recordings_from(read("trials", single / "trials.nc")), root / "recordings.nc")
     assert cli.main(["compare", str(single), str(root / "recordings.nc"), "--shuffles", "5"]) == 0
+    assert cli.main(["align", str(single), str(single)]) == 0
     assert cli.main(["train", "--task", "yang19", "--task-option", 'tasks=["go","dm1"]', "--units", "6",
                      "--nonlinear", "2", "--steps", "4", "--batch-size", "8", "--eval-trials", "16",
                      "--bank-size", "16", "--data-workers", "0", "--out", str(multi), "--no-progress"]) == 0
@@ -85,7 +86,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
                      "--no-progress"]) == 0
     return {
         "trials": single / "trials.nc", "analysis": single / "analysis.nc", "sharing": multi / "sharing.nc",
-        "comparison": single / "comparison.nc", "results": root / "sweep" / "results.nc",
+        "comparison": single / "comparison.nc", "alignment": single / "alignment.nc",
+        "results": root / "sweep" / "results.nc",
         "recordings": root / "recordings.nc", "config": single / "config.json",
         "checkpoint": single / "checkpoint.pt", "evaluation": single / "evaluation.json",
         "metrics": single / "metrics.csv", "result": next((root / "sweep" / "runs").glob("*/result.json")),
@@ -107,8 +109,8 @@ def _load(kind: str, path: Path):
 
 
 def test_every_file_kind_is_covered():
-    assert set(FORMATS) == {"trials", "analysis", "sharing", "comparison", "results", "recordings", "config",
-                            "checkpoint", "evaluation", "metrics", "result"}
+    assert set(FORMATS) == {"trials", "analysis", "sharing", "comparison", "alignment", "results", "recordings",
+                            "config", "checkpoint", "evaluation", "metrics", "result"}
 
 
 @pytest.mark.parametrize("kind", sorted(FORMATS))

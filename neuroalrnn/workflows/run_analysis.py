@@ -23,6 +23,7 @@ from ..formats import (
     check_trials_match,
 )
 from ..formats import read as read_file
+from ..formats import validate
 from ..models import ALRNN
 from ..storage import atomic_write, file_group, recover_file_groups, write_netcdf
 from ..training import load_model
@@ -197,6 +198,7 @@ def align_runs(run_dir: str | Path, reference: str | Path, *, max_regimes: int =
     alignment = align_regimes(trials, model.params(), paired, reference_model.params(), max_regimes=max_regimes,
                               match_by=match_by)
     alignment.attrs.update({"run": str(run_dir), "reference": str(reference), "format_version": FORMAT_VERSION})
+    validate("alignment", alignment)
     lines = alignment_report_lines(alignment)
     lines += ["", "![regimes on the same steps](figures/alignment.png)"]
     with file_group(run_dir) as staging:
