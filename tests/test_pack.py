@@ -271,7 +271,10 @@ def test_pack_groups_packs_compatible_runs_up_to_the_cap(tiny_config):
     configs = [tiny_config.replace(n_nonlinear=P, seed=seed) for seed in range(2) for P in (0, 1, 2)]
     configs.insert(2, tiny_config.replace(model="gru", n_nonlinear=None))
     configs.append(tiny_config.replace(batch_size=4))
-    assert pack_groups(configs, 4) == [[0, 1, 3, 4], [5, 6], [2], [7]]
+    # six compatible runs under a cap of 4: two near-equal packs (3 + 3, not 4 + 2), one seed each
+    assert pack_groups(configs, 4) == [[0, 1, 3], [4, 5, 6], [2], [7]]
+    shuffled = [configs[index] for index in (4, 0, 5, 1, 6, 3)]  # seeds 1, 0, 1, 0, 1, 0
+    assert pack_groups(shuffled, 4) == [[1, 3, 5], [0, 2, 4]]  # grouped by seed, whatever the order given
     assert pack_groups(configs, 1) == [[index] for index in (0, 1, 3, 4, 5, 6, 2, 7)]
     for group in pack_groups(configs, 100):
         if configs[group[0]].model == "alrnn":

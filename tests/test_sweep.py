@@ -538,7 +538,7 @@ def test_a_packed_sweep_gives_each_run_its_solo_result(tiny_sweep, packed_sweep,
     assert "6 runs finished, 0 failed" in capsys.readouterr().out
     jobs = [Job(point, "", None, {}) for point in load_experiment(tiny_sweep[0]).points]
     assert [len(unit.members) if hasattr(unit, "members") else 1 for unit in _packed(jobs, None)] == [4, 1, 1]
-    assert [len(unit.members) if hasattr(unit, "members") else 1 for unit in _packed(jobs, 3)] == [3, 1, 1, 1]
+    assert [len(unit.members) if hasattr(unit, "members") else 1 for unit in _packed(jobs, 3)] == [2, 2, 1, 1]  # near-equal packs
     assert all(not hasattr(unit, "members") for unit in _packed(jobs, 1))
 
 

@@ -242,8 +242,7 @@ def _evaluate(
     seed = run.config.seed + TEST_SEED_OFFSET if seed is None else seed
     NON_NEGATIVE_INTEGER.check("seed", seed)
     # Sampled with the run's loss weights, so the test loss needs no second draw of the same trials.
-    batch = envs.sample_trials(run.env, n_trials, seed=seed, task_name=run.config.task,
-                               weighting=run.config.weighting, decision_weight=run.config.decision_weight)
+    batch = _test_batch(run.env, run.config, n_trials, seed)
     trials = simulate_batch(run.model, batch, seed=seed, noise=bool(noise), checkpoint_step=run.step,
                             config=run.config.to_dict())
     summary = _summary(trials, run, run_dir, seed=seed, noise=bool(noise), test_loss=_test_loss(trials, batch))
@@ -255,6 +254,29 @@ def _evaluate(
     if save:
         write_evaluation(run_dir, trials)
     return trials, json.loads(trials.attrs[SUMMARY_ATTRIBUTE])
+
+
+_TEST_BATCHES: dict[str, envs.TrialBatch] = {}
+_TEST_BATCHES_KEPT = 2
+
+
+def _test_batch(env, config, n_trials: int, seed: int) -> envs.TrialBatch:
+    """The test trials of a run: sampled, or the same draw reused within this process.
+
+    Runs of one task, loss weighting and seed get the same test trials (the seed is the run's seed plus
+    an offset, whatever its P): a sweep's runs of one seed, evaluated one after another in a worker or a
+    pack, sample them once (the last two draws are kept).
+    """
+    key = json.dumps([config.task, config.task_kwargs, config.weighting, config.decision_weight, n_trials, seed],
+                     sort_keys=True, default=str)
+    if key not in _TEST_BATCHES:
+        batch = envs.sample_trials(env, n_trials, seed=seed, task_name=config.task, weighting=config.weighting,
+                                   decision_weight=config.decision_weight)
+        while len(_TEST_BATCHES) >= _TEST_BATCHES_KEPT:
+            _TEST_BATCHES.pop(next(iter(_TEST_BATCHES)))
+        _TEST_BATCHES[key] = batch
+    kept = _TEST_BATCHES[key]
+    return kept.take(np.arange(kept.n_trials))  # a copy: no caller can change another's trials
 
 
 def _summary(

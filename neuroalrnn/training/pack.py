@@ -103,10 +103,13 @@ def check_packable(configs: Sequence[TrainConfig]) -> None:
 
 
 def pack_groups(configs: Sequence[TrainConfig], max_size: int) -> list[list[int]]:
-    """Indices of ``configs`` grouped into packs of at most ``max_size`` packable runs, in order of appearance.
+    """Indices of ``configs`` grouped into packs of at most ``max_size`` packable runs.
 
-    Runs that cannot be packed with any other (not an AL-RNN trained with
-    Adam) get a pack of their own; ``max_size=1`` gives one run per pack.
+    The n runs that can share packs are split into ceil(n / max_size) packs whose sizes differ by at most
+    one (21 runs under a cap of 8: 7, 7, 7, not 8, 8, 5), taken in the order of their seeds (stable), so a
+    pack holds as few seeds as it can: runs of one seed train on the same trials, which a pack samples
+    once. Runs that cannot be packed with any other (not an AL-RNN trained with Adam) get a pack of their
+    own; ``max_size=1`` gives one run per pack. The grouping depends only on ``configs`` and ``max_size``.
     """
     if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
         raise ValueError(f"max_size must be a positive integer, got {max_size!r}")
@@ -118,8 +121,17 @@ def pack_groups(configs: Sequence[TrainConfig], max_size: int) -> list[list[int]
             shared = {name: value for name, value in config.to_dict().items() if name not in PACK_FREE_FIELDS}
             key = json.dumps(shared, sort_keys=True, default=str)
         groups.setdefault(key, []).append(index)
-    return [members[start : start + max_size] for members in groups.values()
-            for start in range(0, len(members), max_size)]
+    packs = []
+    for members in groups.values():
+        members = sorted(members, key=lambda index: configs[index].seed)
+        n_packs = -(-len(members) // max_size)
+        size, larger = divmod(len(members), n_packs)  # the first `larger` packs get one run more
+        start = 0
+        for position in range(n_packs):
+            stop = start + size + (position < larger)
+            packs.append(sorted(members[start:stop]))
+            start = stop
+    return packs
 
 
 class PackTrainer:

@@ -341,8 +341,9 @@ def run_any(job: Job | PackJob) -> dict[str, Any] | list[dict[str, Any]]:
 
 AUTO_PACK_MAX_UNITS = 64
 """Automatic packing (``pack=None``) packs runs of at most this many units: the sizes it was measured at."""
-AUTO_PACK_SIZE = 8
-"""Automatic packing's pack size. Fixed, not set from the cores: a run's pack, and so its weights to the
+AUTO_PACK_SIZE = 16
+"""Automatic packing's largest pack (a compatible group of n runs becomes ceil(n / 16) near-equal packs: the
+21 runs of a 7 P × 3 seed grid two packs, one per core of a 2-core machine). Fixed, not set from the cores: a run's pack, and so its weights to the
 last bit (a pack pads its networks' trials to a common length, which changes the rounding of sums over
 time), then depend only on the experiment file and ``pack``, never on the machine."""
 
