@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sweep.add_argument("--pack", type=_positive_int, default=None,
                        help="train up to N compatible AL-RNN runs as one batched model (1: each alone; default: "
-                            "packs of 8 runs of M <= 64)")
+                            "near-equal packs of at most 16 runs of M <= 64, split by seed)")
     sweep.add_argument("--device", choices=DEVICES, default=None,
                        help="train and evaluate every run on this device (default: the file's, else cpu)")
     bench = commands.add_parser("bench", help="training speed: status quo vs our loop vs single steps")

@@ -391,7 +391,8 @@ def run_sweep(
     :func:`neuroalrnn.training.check_packable`) as one batched model
     (:class:`~neuroalrnn.training.PackTrainer`; each run gets its solo
     weights to rounding); 1 trains every run alone; None packs runs of at
-    most :data:`AUTO_PACK_MAX_UNITS` units in packs of :data:`AUTO_PACK_SIZE`.
+    most :data:`AUTO_PACK_MAX_UNITS` units in near-equal packs of at most
+    :data:`AUTO_PACK_SIZE`, split by seed (:func:`~neuroalrnn.training.pack_groups`).
     Which runs share a pack depends only on the experiment and ``pack``, so
     a sweep gives the same weights on every machine. A packed run's
     ``train_seconds`` is its pack's; a run resumed alone after a kill (its
