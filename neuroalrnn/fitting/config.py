@@ -55,7 +55,7 @@ class FitConfig:
     observation: str = _setting("poisson", Constraint("choice", choices=OBSERVATIONS),
                                 "observation model: poisson (spike counts) or gaussian (rates)")
     bin_ms: float | None = _setting(None, Constraint("number", minimum=0, above_minimum=True, optional=True),
-                                    "NWB bin width in ms (default: the task's dt)")
+                                    "NWB bin width in ms; none: the task's dt")
     mapping: dict[str, Any] = _setting({}, Constraint("mapping"), "file condition/epoch names -> the task's")
     inputs: str = _setting("auto", Constraint("choice", choices=INPUT_SOURCES),
                            "trial inputs from the file, from the task, or auto (the file's when it has them)")
@@ -66,7 +66,8 @@ class FitConfig:
     test_fraction: float = _setting(0.2, FRACTION, "fraction of trials held out")
     heldout_fraction: float = _setting(0.2, FRACTION, "fraction of neurons held out (co-smoothing)")
     psth_by: str | None = _setting(None, Constraint("text", optional=True),
-                                   "conditions grouping trials for PSTH R², comma-separated")
+                                   "conditions grouping trials for PSTH R², comma-separated; none: the task's "
+                                   "default condition (e.g. context)")
     psth_smooth_bins: float = _setting(0.0, NON_NEGATIVE_NUMBER, "Gaussian smoothing (bins) of the PSTHs")
     truth: str | None = _setting(None, Constraint("text", optional=True),
                                  "trials file of the same trials with true latents (for latent R²)")

@@ -123,6 +123,7 @@ def _add_config_options(parser: argparse.ArgumentParser, only: tuple[str, ...] |
 _FIT_TRAIN_FIELDS = ("task", "task_kwargs", "n_units", "n_nonlinear", "noise_std", "slope", "init", "steps",
                      "batch_size", "lr", "schedule", "grad_clip", "seed", "checkpoint_every", "eval_every", "device")
 _FIT_FLAGS = {"mapping": "--map"}
+_FIT_METAVARS = {"truth": "FILE", "psth_by": "NAMES", "bin_ms": "MS"}
 
 
 def _add_fit_options(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +143,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
                                 metavar="FILE=TASK", help=help_text)
         else:
             metavar = "{" + ",".join(constraint.choices) + "}" if constraint.kind == "choice" else (
-                _METAVARS[constraint.kind])
+                _FIT_METAVARS.get(item.name, _METAVARS[constraint.kind]))
             parser.add_argument(flag, dest=f"fit_{item.name}", type=_argument(constraint), default=None,
                                 metavar=metavar, help=help_text)
 
