@@ -310,20 +310,38 @@ def _condition_counts(trials: xr.Dataset, condition: str, order: np.ndarray) -> 
 
 def _evidence_epoch(trials: xr.Dataset) -> tuple[str, int, list[str]]:
     """The epoch whose inputs vary most in time within trials (e.g. noisy evidence), its median length
-    in steps, and the inputs that vary in it (context cues, constant within a trial, do not)."""
+    in steps, and the inputs that vary in it (context cues, constant within a trial, do not).
+
+    Noiseless inputs (e.g. rebuilt from a recording's conditions) vary in no epoch within trials; then
+    the epoch is the one whose per-trial mean inputs vary most across trials, counting only inputs that
+    vary across trials first in that epoch and no longer in the next (a stimulus, not a cue that stays on)."""
     inputs = trials["inputs"].values
     valid = trials["mask"].values.astype(bool)
     epochs = trials["epoch"].values
+    names = trials["input"].values
     best, best_variance, best_varying = "", -1.0, []
+    across: dict[str, np.ndarray] = {}
     for epoch in _epoch_order(trials):
         steps = (valid & (epochs == epoch))[..., None]
         n = steps.sum(axis=1)
         mean = np.where(steps, inputs, 0).sum(axis=1) / np.maximum(n, 1)
         within = (np.where(steps, (inputs - mean[:, None, :]) ** 2, 0).sum(axis=1) / np.maximum(n, 1))
         variance = within[n[:, 0] > 0].mean(axis=0)  # within-trial variance over time, averaged over trials
+        across[epoch] = mean[n[:, 0] > 0].var(axis=0)
         if variance.sum() > best_variance:
             best, best_variance = epoch, float(variance.sum())
-            best_varying = [str(name) for name, v in zip(trials["input"].values, variance, strict=True) if v > 1e-8]
+            best_varying = [str(name) for name, v in zip(names, variance, strict=True) if v > 1e-8]
+    if not best_varying and across:
+        order = list(across)
+        varies = {epoch: across[epoch] > 1e-8 for epoch in order}
+        transient = {}
+        for i, epoch in enumerate(order):
+            before = np.any([varies[e] for e in order[:i]], axis=0) if i else np.zeros_like(varies[epoch])
+            after = varies[order[i + 1]] if i + 1 < len(order) else np.ones_like(varies[epoch])
+            transient[epoch] = np.where(varies[epoch] & ~before & ~after, across[epoch], 0.0)
+        best = max(order, key=lambda epoch: float(transient[epoch].sum()))
+        if transient[best].sum() > 0:
+            best_varying = [str(name) for name, v in zip(names, transient[best], strict=True) if v > 1e-8]
     lengths = (valid & (epochs == best)).sum(axis=1)
     horizon = int(max(1, np.median(lengths[lengths > 0])))
     return best, horizon, best_varying

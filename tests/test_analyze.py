@@ -44,6 +44,18 @@ def test_typical_inputs_are_epoch_means(trials_and_params):
     assert float(means.sel(input_condition="decision|colour", input="fixation")) == 0.0  # the go cue
 
 
+def test_noiseless_inputs_find_the_stimulus_epoch_by_how_trials_differ(trials_and_params):
+    """Inputs rebuilt from conditions (sigma = 0) vary in no epoch within a trial: the evidence epoch is then
+    where the inputs first differ across trials and stop differing after (the stimulus, not the context cue)."""
+    from neuroalrnn import envs
+    from neuroalrnn.analyses.pipeline import _evidence_epoch
+
+    _, params = trials_and_params
+    trials = simulate(ALRNN.from_params(params).eval(), envs.make("stimulus-selection", sigma=0), 60, seed=2)
+    epoch, horizon, varying = _evidence_epoch(trials)
+    assert (epoch, horizon, varying) == ("stimulus", 15, ["motion", "colour"])
+
+
 def test_analysis_dataset(trials_and_params, tmp_path):
     trials, params = trials_and_params
     result = analyze(trials, params)
