@@ -170,6 +170,8 @@ def is_fit_run(run_dir: str | Path) -> bool:
 
 
 class FittedRun(NamedTuple):
+    """A fit as :func:`load_fit` reads it: settings, the split (``data``), model and encoder (eval mode), step."""
+
     config: TrainConfig
     fit: FitConfig
     data: dict[str, Any]
