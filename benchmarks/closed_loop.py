@@ -1,6 +1,6 @@
 """Closed-loop check of ``neuroalrnn fit``: recover a known AL-RNN from synthetic spikes of its latents.
 
-One command (about 5 minutes on 2 cores)::
+One command (about 4 minutes on 2 cores)::
 
     .venv/bin/python benchmarks/closed_loop.py --out runs/closed-loop
 
@@ -8,7 +8,8 @@ One command (about 5 minutes on 2 cores)::
 2. Recordings: ``benchmarks/make_recordings.py`` — 1,000 trials, 100 Poisson neurons reading its latents
    (rate = 10 · softplus(L ẑ + β) spikes/s), written as NWB with the trials table, the Units table and the
    stimulus inputs; the simulated trials are kept as the truth.
-3. Fits: ``neuroalrnn fit`` with M = 32 and P ∈ {0, 4, 32} (linear, the true P, fully piecewise linear), and
+3. Fits: ``neuroalrnn fit`` with M = 32 and P ∈ {0, 1, 2, 4, 8, 16, 32} (linear ... the true P ... fully
+   piecewise linear), and
    a one-step "untrained" fit at the true P as the floor of the latent R² (in an input-driven system any
    model driven by the same inputs explains much of the true latents).
 4. Scores on the 200 held-out trials (``neuroalrnn evaluate``): co-bps on the 20 held-out neurons, PSTH R² by
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-FIT_PS = (0, 4, 32)
+FIT_PS = (0, 1, 2, 4, 8, 16, 32)
 TRUE_P = 4
 UNITS = 32
 PSTH_BY = "context,coh_relevant"
@@ -188,9 +189,11 @@ def _figure(results: dict, path: Path) -> None:
 
     labels = [f"P={p}" for p in FIT_PS] + ["untrained"]
     metrics = [("co_bps", "co-bps (held-out neurons)"), ("psth_r2", "PSTH R²"), ("latent_r2", "latent R² (true ← fit)")]
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     for ax, (key, title) in zip(axes, metrics, strict=True):
-        ax.bar(labels, [results[label][key] for label in labels], color=["0.6", "C0", "C1", "0.85"])
+        colours = ["C1" if label == f"P={TRUE_P}" else ("0.85" if label == "untrained" else "C0") for label in labels]
+        ax.bar(labels, [results[label][key] for label in labels], color=colours)
+        ax.tick_params(axis="x", labelrotation=45, labelsize=8)
         if key == "psth_r2":
             ax.axhline(results["psth_r2_noise_ceiling"], color="k", ls="--", lw=1, label="noise ceiling")
             ax.legend(frameon=False, fontsize=8)
