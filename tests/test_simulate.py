@@ -167,3 +167,24 @@ def test_accuracy_and_psychometric_of_a_perfect_observer():
 def test_accuracy_by_unknown_condition_lists_conditions():
     with pytest.raises(ValueError, match="conditions: .*context"):
         accuracy_by(_perfect_trials(20), "colour_of_sky")
+
+
+def test_simulate_on_trials_gives_another_model_the_same_trials(model):
+    """A second model on the first one's trials: its own responses, the trials' inputs, epochs and conditions."""
+    from neuroalrnn.evaluation.simulate import simulate_on_trials
+
+    trials = simulate(model, "stimulus-selection", 9, seed=3)
+    other = ALRNN(5, 7, 6, 2, generator=torch.Generator().manual_seed(4)).eval()
+    paired = simulate_on_trials(other, trials)
+    assert dict(paired.sizes) == {**dict(trials.sizes), "unit": 6, "output": 7}
+    with torch.no_grad():
+        outputs, latents = other(torch.from_numpy(trials["inputs"].values))
+    mask = trials["mask"].values
+    np.testing.assert_allclose(paired["latents"].values[mask], latents.numpy()[mask], rtol=1e-6)
+    np.testing.assert_allclose(paired["outputs"].values[mask], outputs.numpy()[mask], rtol=1e-6)
+    np.testing.assert_array_equal(paired["regime"].values, regime_codes(paired["latents"].values, 2))
+    for name in ("inputs", "mask", "epoch", "context", "coh_relevant"):
+        xr.testing.assert_equal(paired[name], trials[name])
+    assert paired.attrs["n_units"] == 6 and paired.attrs["n_nonlinear"] == 2 and "targets" not in paired
+    with pytest.raises(ValueError, match="n_inputs"):
+        simulate_on_trials(ALRNN(4, 3, 6, 2), trials)
