@@ -195,6 +195,8 @@ def _analyze(
     result["boundary_fraction"] = boundary["boundary_fraction"]
     result["boundary_transient"] = boundary["transient"]
     result = result.reindex(regime=order)  # canonical regime order everywhere
+    if "output" in result.dims and "output" in trials.coords and trials.sizes["output"] == result.sizes["output"]:
+        result = result.assign_coords(output=trials["output"].values)  # the readout's names (actions, neurons)
     result = _restore_flags(result)
     result.attrs.update({**trials.attrs, **attrs, "format_version": FORMAT_VERSION})
     return result

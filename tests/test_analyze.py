@@ -67,6 +67,7 @@ def test_analysis_dataset(trials_and_params, tmp_path):
                  "boundary_transient", "typical_input"):
         assert name in result, name
     assert result["fixed_point"].dims == ("regime", "input_condition", "unit")
+    assert list(result["output"].values) == list(trials["output"].values)  # gains name the readout's channels
     assert result.attrs["condition"] == "context" and result.attrs["evidence_epoch"] == "stimulus"
     assert json.loads(result.attrs["varying_inputs"]) == ["motion", "colour"]
     assert result.attrs["horizon"] == 15
