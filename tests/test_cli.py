@@ -130,13 +130,9 @@ def test_console_script_exit_code_and_message(tmp_path):
 
 
 def test_compare_command_end_to_end(tmp_path, capsys):
-    import importlib.util
-    from pathlib import Path
+    from benchmark_scripts import load
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
-    spec = importlib.util.spec_from_file_location("make_recordings", script)
-    make_recordings = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_recordings)
+    make_recordings = load("make_recordings")
     run = tmp_path / "run"
     assert main(["train", "--out", str(run), "--units", "12", "--nonlinear", "3", "--steps", "20",
                  "--eval-every", "20", "--eval-trials", "20", "--bank-size", "64", "--data-workers", "0",

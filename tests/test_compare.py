@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import xarray as xr
-from scipy.linalg import orthogonal_procrustes
-from scipy.spatial.distance import pdist
-from scipy.stats import spearmanr
-
-from neuroalrnn import envs
+from benchmark_scripts import load
 from neuroalrnn.analyses.compare import (
     compare,
     linear_cka,
@@ -24,21 +18,18 @@ from neuroalrnn.analyses.compare import (
     rsa,
     validate_recordings,
 )
-from neuroalrnn.models import ALRNN, ALRNNParams
-from neuroalrnn.evaluation.simulate import simulate
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial.distance import pdist
+from scipy.stats import spearmanr
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
+from neuroalrnn import envs
+from neuroalrnn.evaluation.simulate import simulate
+from neuroalrnn.models import ALRNN, ALRNNParams
+
 STRUCTURED = ["stimulus", "delay", "decision", "all"]  # epochs in which conditions differ
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_recordings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_recordings = _load_script()
+make_recordings = load("make_recordings")
 
 
 def _network(seed: int) -> ALRNN:

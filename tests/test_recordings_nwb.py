@@ -5,14 +5,13 @@ Also the stimulus inputs (NWB ``stimulus`` TimeSeries, a NetCDF ``inputs`` varia
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import pynwb
 import pytest
 import xarray as xr
+from benchmark_scripts import load
 from neuroalrnn.analyses.compare import load_recordings
 from neuroalrnn.analyses.recordings import read_recordings
 
@@ -23,18 +22,10 @@ from neuroalrnn.training import Trainer, load_model
 from neuroalrnn.training.config import TrainConfig
 from neuroalrnn.workflows.cli import main
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "make_recordings.py"
 N_TRIALS, N_NEURONS = 40, 6
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("make_recordings", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_recordings = _load_script()
+make_recordings = load("make_recordings")
 
 
 @pytest.fixture(scope="module")
@@ -370,6 +361,7 @@ def test_an_nwb_recording_is_fitted_then_compared_and_aligned_with_its_source(ru
     """A fit to an NWB file: its trials carry the task's conditions (not the file's trial ids or start times),
     in the file's inputs, so `compare` matches them with the recordings and `align` pairs them with the source."""
     from neuroalrnn.analyses.compare import compare
+
     from neuroalrnn.fitting import FitConfig, FitTrainer, evaluate_fit
     from neuroalrnn.workflows.run_analysis import align_runs
 
