@@ -167,3 +167,25 @@ def test_bad_numbers_of_trials_are_refused_by_name(run):
         evaluate_run(run, 0)
     with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
         evaluate_run(run, 5, seed=-1)
+
+
+def test_accuracy_by_strength_groups_each_task_by_its_evidence(trained):
+    """Per task and |coherence| (rounded), the mean trial score; tasks without the condition are left out."""
+    from neuroalrnn.evaluation import accuracy_by_strength, scores
+    from neuroalrnn.evaluation.simulate import simulate
+
+    config, model, env = load_model(trained)
+    trials = simulate(model, env, 120, seed=5)
+    coherence = trials["coh_relevant"].values + 1e-12 * np.arange(120)  # drawn-value noise below the rounding
+    task = np.where(np.arange(120) < 80, "a", "b")
+    trials = trials.assign_coords(coherence=("trial", np.where(task == "a", coherence, np.nan)),
+                                  task=("trial", task))
+    result = accuracy_by_strength(trials)
+    assert list(result) == ["a"]  # task b has no finite coherence
+    correct = scores(trials).values[:80]
+    levels = np.round(np.abs(trials["coh_relevant"].values[:80]), 6)
+    assert result["a"] == {f"{level:g}": pytest.approx(correct[levels == level].mean()) for level in np.unique(levels)}
+    assert accuracy_by_strength(trials, "context") == {}  # not numeric
+    assert accuracy_by_strength(trials, "no_such_condition") == {}
+    _, summary = evaluate_run(trained, 40, save=False)
+    assert summary["accuracy_by_coherence"] == {}  # stimulus selection has no `coherence` condition

@@ -62,6 +62,7 @@ __all__ = [
     "SUMMARY_ATTRIBUTE",
     "TRIALS_FILE",
     "accuracy_by",
+    "accuracy_by_strength",
     "choices",
     "current_trials",
     "decision_choice",
@@ -126,6 +127,36 @@ def accuracy_by(trials: xr.Dataset, by: str | None = None) -> xr.DataArray:
         valid = [name for name, c in trials.coords.items() if c.dims == ("trial",)]
         raise ValueError(f"no trial condition {by!r}; conditions: {valid}")
     return correct.groupby(by).mean()
+
+
+STRENGTH_DECIMALS = 6
+"""Evidence strengths are grouped after rounding to this many decimals (float noise in drawn values)."""
+
+
+def accuracy_by_strength(trials: xr.Dataset, condition: str = "coherence") -> dict[str, dict[str, float]]:
+    """Accuracy per task and per |strength| of the trial condition ``condition`` (e.g. Yang's ``coherence``).
+
+    Returns task -> {|strength| as text: accuracy}, for the tasks whose trials give the condition a finite
+    value (others are left out); strengths are rounded to :data:`STRENGTH_DECIMALS` decimals. Empty when
+    the trials have no such condition. A psychometric view of the tasks with graded evidence: an accuracy
+    that rises with strength but stays below the ideal observer is evidence integrated too weakly.
+    """
+    if condition not in trials.coords or trials[condition].dims != ("trial",):
+        return {}
+    values = np.asarray(trials[condition].values)
+    if values.dtype.kind not in "fiu":
+        return {}
+    correct = scores(trials).values
+    tasks = trials["task"].values if "task" in trials.coords else np.full(len(values), "task")
+    result: dict[str, dict[str, float]] = {}
+    for task in dict.fromkeys(tasks.tolist()):
+        members = (tasks == task) & np.isfinite(values)
+        if not members.any():
+            continue
+        strength = np.round(np.abs(values[members]), STRENGTH_DECIMALS)
+        result[str(task)] = {f"{level:g}": float(correct[members][strength == level].mean())
+                             for level in np.unique(strength)}
+    return result
 
 
 def psychometric(
@@ -201,7 +232,8 @@ def evaluate_run(
 
     - ``accuracy``: decision accuracy (:func:`accuracy_by`); ``accuracy_by_task``
       (task -> accuracy, in the task's order), ``mean_over_tasks``,
-      ``min_over_tasks``;
+      ``min_over_tasks``; ``accuracy_by_coherence`` (:func:`accuracy_by_strength`:
+      task -> |coherence| -> accuracy, for trials with a ``coherence`` condition, else {});
     - ``decision_mse``: :func:`decision_mse` for tasks scored ``regression``, else None;
     - ``test_loss``: the training loss (with the run's weighting and decision
       weight) on the test trials; ``final_loss``: the loss of the last
@@ -293,6 +325,7 @@ def _summary(
         "accuracy_by_task": by_task,
         "mean_over_tasks": float(np.mean(list(by_task.values()))),
         "min_over_tasks": min(by_task.values()),
+        "accuracy_by_coherence": accuracy_by_strength(trials),
         # for regression scoring only: ring-scored outputs are logits, their error to the targets means nothing
         "decision_mse": decision_mse(trials) if trials.attrs.get("scoring") == "regression" else None,
         "test_loss": test_loss,

@@ -500,6 +500,17 @@ def _train(args) -> int:
     return 0
 
 
+def _print_strength_table(by_strength: dict[str, dict[str, float]]) -> None:
+    """Accuracy per |coherence| for the tasks with graded evidence (a row per task)."""
+    if not by_strength:
+        return
+    width = max(map(len, by_strength))
+    print("  accuracy by |coherence|:")
+    for task, levels in by_strength.items():
+        cells = "  ".join(f"{level}: {accuracy:.2f}" for level, accuracy in levels.items())
+        print(f"  {task:<{width}}  {cells}")
+
+
 def _print_task_table(by_task: dict[str, float], ceilings: dict[str, float] | None = None) -> None:
     """Accuracy per task, with the ideal observer's beside it (and the fraction of it reached) where known."""
     ceilings = ceilings or {}
@@ -536,6 +547,7 @@ def _evaluate(args) -> int:
     by_task = {name: by_task[name] for name in order + sorted(set(by_task) - set(order))}
     if len(by_task) > 1:
         _print_task_table(by_task, ceilings)
+        _print_strength_table(summary.get("accuracy_by_coherence") or {})
     elif summary.get("ceiling") is not None:
         print(f"ideal observer: {summary['ceiling']:.3f} on the same trials "
               f"(the network reaches {summary['accuracy'] / summary['ceiling']:.0%} of it)")
