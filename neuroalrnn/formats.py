@@ -779,6 +779,8 @@ EVALUATION = FileFormat(
         Field("accuracy_by_task", "mapping", "accuracy per task, in the task order"),
         Field("mean_over_tasks", "number", "mean of accuracy_by_task", nullable=True),
         Field("min_over_tasks", "number", "minimum of accuracy_by_task", nullable=True),
+        Field("accuracy_by_coherence", "mapping", "task -> |coherence| -> accuracy, for trials with a `coherence` "
+              "condition (neuroalrnn.evaluation.accuracy_by_strength); {} otherwise", required=False),
         Field("n_trials", "integer", "trials simulated"),
         Field("seed", "integer", "trial seed"),
         Field("scoring", "string", "how a trial is scored"),
