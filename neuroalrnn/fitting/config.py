@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..training.config import FRACTION, NON_NEGATIVE_INTEGER, NON_NEGATIVE_NUMBER, Constraint
+from ..training.config import FRACTION, NON_NEGATIVE_INTEGER, NON_NEGATIVE_NUMBER, Constraint, _setting
 
 __all__ = ["FIT_CONSTRAINTS", "INPUT_SOURCES", "OBSERVATIONS", "FitConfig"]
 
 OBSERVATIONS = ("poisson", "gaussian")
 INPUT_SOURCES = ("auto", "file", "task")
-
-
-def _setting(default: Any, constraint: Constraint, help: str) -> Any:
-    metadata = {"constraint": constraint, "help": help}
-    if isinstance(default, dict):
-        return field(default_factory=lambda: dict(default), metadata=metadata)
-    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import xarray as xr
 from ..analyses.fit_scores import bits_per_spike, latent_r2, psth_r2
 from ..formats import FORMAT_VERSION
 from ..training.rundir import RunDirectoryError, read_metrics, resolve_in_run
-from .trainer import FittedRun, expected_activity, load_fit, recorded_trials, rollout
+from .trainer import FittedRun, expected_activity, heldout_score, load_fit, recorded_trials, rollout
 
 __all__ = ["evaluate_fit", "fit_scores"]
 
@@ -69,18 +69,17 @@ def fit_scores(run: FittedRun, run_dir: str | Path | None = None) -> tuple[dict[
     mask = batch.mask[test]
     observed = trials.targets[test].astype(np.float64)
     free = expected_activity(outputs_free[test], observation)
-    forced = expected_activity(_simulate(run, trials, test, forced=True)[0], observation)
+    # Without teacher forcing the forced rollout is the free one: it is not run twice.
+    forced = expected_activity(_simulate(run, trials, test, forced=True)[0], observation) \
+        if run.fit.forcing_interval > 0 else free
+    held = len(heldout) > 0
     scores: dict[str, Any] = {}
     if observation == "poisson":
-        scores["co_bps"] = bits_per_spike(forced[..., heldout], observed[..., heldout], mask) if len(heldout) else None
-        scores["co_bps_free"] = (bits_per_spike(free[..., heldout], observed[..., heldout], mask)
-                                 if len(heldout) else None)
+        scores["co_bps"] = heldout_score(forced, observed, mask, heldout, observation) if held else None
+        scores["co_bps_free"] = heldout_score(free, observed, mask, heldout, observation) if held else None
         scores["bps_all_free"] = bits_per_spike(free, observed, mask)
     else:
-        from sklearn.metrics import r2_score
-
-        scores["heldout_r2"] = (float(r2_score(observed[..., heldout][mask], forced[..., heldout][mask]))
-                                if len(heldout) else None)
+        scores["heldout_r2"] = heldout_score(forced, observed, mask, heldout, observation) if held else None
     names = [name.strip() for name in (run.fit.psth_by or "").split(",") if name.strip()]
     if not names:
         from ..analyses.pipeline import default_condition

@@ -65,6 +65,7 @@ __all__ = [
     "FitTrainer",
     "FittedRun",
     "expected_activity",
+    "heldout_score",
     "is_fit_run",
     "load_fit",
     "observation_loss",
@@ -114,12 +115,24 @@ def observation_loss(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.T
     return (terms * weight).sum() / (weight.sum() * terms.shape[-1]).clamp_min(1.0)
 
 
+def heldout_score(predicted: np.ndarray, observed: np.ndarray, mask: np.ndarray, neurons: np.ndarray,
+                  observation: str) -> float:
+    """Bits per spike (Poisson) or R² (Gaussian) of ``predicted`` for ``observed`` on ``neurons`` and ``mask``."""
+    from ..analyses.fit_scores import bits_per_spike
+
+    if observation == "poisson":
+        return bits_per_spike(predicted[..., neurons], observed[..., neurons], mask)
+    from sklearn.metrics import r2_score
+
+    return float(r2_score(observed[..., neurons][mask], predicted[..., neurons][mask]))
+
+
 class RecordedTrials(NamedTuple):
     """A fit's data, as the trainer and the evaluation use it (targets already standardised for Gaussian fits)."""
 
     batch: Any  # envs.TrialBatch; targets: counts (poisson) or rates (gaussian)
     targets: np.ndarray  # what the model is trained on: counts, or z-scored rates
-    teacher: np.ndarray  # (trial, time, held-in neuron) encoder input
+    teacher: np.ndarray | None  # (trial, time, held-in neuron) encoder input; None without teacher forcing
     test: np.ndarray  # held-out trial indices
     heldout: np.ndarray  # held-out neuron indices
     heldin: np.ndarray
@@ -159,8 +172,10 @@ def recorded_trials(config: TrainConfig, fit: FitConfig, data: dict[str, Any] | 
     if fit.observation == "gaussian":
         targets = (targets - np.asarray(data["mean"])) / np.asarray(data["scale"])
         targets = np.where(batch.mask[:, :, None], targets, 0.0)
-    teacher = teacher_features(batch.targets[:, :, heldin], batch.mask, observation=fit.observation,
-                               smooth_bins=fit.smooth_bins)
+    teacher = None
+    if fit.forcing_interval > 0:  # the encoder's input is needed only to force
+        teacher = teacher_features(batch.targets[:, :, heldin], batch.mask, observation=fit.observation,
+                                   smooth_bins=fit.smooth_bins)
     return RecordedTrials(batch, targets.astype(np.float32), teacher, test, heldout, heldin), data
 
 
@@ -265,7 +280,8 @@ class FitTrainer:
         tensor = lambda array: torch.from_numpy(np.ascontiguousarray(array)).to(self.device)  # noqa: E731
         batch = self.trials.batch
         self._inputs, self._targets = tensor(batch.inputs), tensor(self.trials.targets)
-        self._mask, self._teacher = tensor(batch.mask), tensor(self.trials.teacher)
+        self._mask = tensor(batch.mask)
+        self._teacher = tensor(self.trials.teacher) if self.trials.teacher is not None else None
 
     @classmethod
     def resume(cls, run_dir: str | Path, *, steps: int | None = None, progress: bool = True) -> FitTrainer:
@@ -315,7 +331,7 @@ class FitTrainer:
         return np.sort(rng.choice(self._train, size=size, replace=False))
 
     def _teacher_states(self, indices) -> torch.Tensor | None:
-        if self.fit_config.forcing_interval == 0:
+        if self._teacher is None:
             return None
         return self.encoder(self._teacher[indices])
 
@@ -324,9 +340,7 @@ class FitTrainer:
                        interval=self.fit_config.forcing_interval, alpha=self.fit_config.forcing_alpha)
 
     def evaluate(self) -> float:
-        """Held-out score: co-bps (Poisson) or R² (Gaussian) of the held-out neurons on the test trials."""
-        from ..analyses.fit_scores import bits_per_spike
-
+        """Held-out score (:func:`heldout_score`) of the held-out neurons (every neuron without any) on the test trials."""
         test, heldout = self.trials.test, self.trials.heldout
         was_training = self.model.training
         self.model.eval()
@@ -334,15 +348,10 @@ class FitTrainer:
             outputs, _ = self._forward(torch.from_numpy(test).to(self.device))
         self.model.train(was_training)
         predicted = expected_activity(outputs.cpu().numpy().astype(np.float64), self.fit_config.observation)
-        mask = self.trials.batch.mask[test]
         observed = self.trials.targets[test]
         if len(heldout) == 0:
             heldout = np.arange(observed.shape[-1])
-        if self.fit_config.observation == "poisson":
-            return bits_per_spike(predicted[..., heldout], observed[..., heldout], mask)
-        from sklearn.metrics import r2_score
-
-        return float(r2_score(observed[..., heldout][mask], predicted[..., heldout][mask]))
+        return heldout_score(predicted, observed, self.trials.batch.mask[test], heldout, self.fit_config.observation)
 
     def fit(self) -> FitTrainer:
         """Train to ``config.steps``; Ctrl-C/SIGTERM checkpoints and raises TrainingInterrupted."""

@@ -379,15 +379,19 @@ def _analyze(args) -> int:
     return 0
 
 
+def _task_options(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """The --task-option KEY=VALUE pairs as a mapping; a key given twice is an error."""
+    repeated = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
+    if repeated:
+        raise ValueError(f"--task-option gives {', '.join(repeated)} more than once; give each option once")
+    return dict(pairs)
+
+
 def _train_config(given: dict[str, object]) -> TrainConfig:
     """The TrainConfig of the options given on the command line (the others at their defaults)."""
     values = dict(given)
     if "task_kwargs" in values:
-        pairs = values["task_kwargs"]
-        repeated = sorted({key for key, _ in pairs if [k for k, _ in pairs].count(key) > 1})
-        if repeated:
-            raise ValueError(f"--task-option gives {', '.join(repeated)} more than once; give each option once")
-        values["task_kwargs"] = dict(pairs)
+        values["task_kwargs"] = _task_options(values["task_kwargs"])
     model = values.get("model", TrainConfig.model)
     if model != "alrnn":
         if "n_nonlinear" in values:
@@ -431,7 +435,7 @@ def _fit(args) -> int:
         if "mapping" in fit_given:
             fit_given["mapping"] = _condition_mapping(fit_given["mapping"])
         if "task_kwargs" in given:
-            given["task_kwargs"] = dict(given["task_kwargs"])
+            given["task_kwargs"] = _task_options(given["task_kwargs"])
         trainer = FitTrainer(TrainConfig(**{"data_workers": 0, **given}),
                              FitConfig(recordings=str(args.recordings), **fit_given),
                              args.out, progress=not args.no_progress)
