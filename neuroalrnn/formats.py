@@ -1,6 +1,6 @@
 """The package's data contract: every file neuroalrnn writes or reads, declared once, with one validator.
 
-Each file kind (``trials``, ``analysis``, ``sharing``, ``comparison``,
+Each file kind (``trials``, ``analysis``, ``sharing``, ``comparison``, ``alignment``,
 ``results``, ``recordings``, ``config``, ``checkpoint``, ``evaluation``,
 ``metrics``, ``result``) is a :class:`FileFormat` in :data:`FORMATS`: its
 dimensions, coordinates, variables (dims and dtype), attributes or keys, and
