@@ -781,6 +781,12 @@ EVALUATION = FileFormat(
         Field("min_over_tasks", "number", "minimum of accuracy_by_task", nullable=True),
         Field("accuracy_by_coherence", "mapping", "task -> |coherence| -> accuracy, for trials with a `coherence` "
               "condition (neuroalrnn.evaluation.accuracy_by_strength); {} otherwise", required=False),
+        Field("outcomes_by_task", "mapping", "task -> response kind (correct, withheld, distractor, elsewhere, "
+              "responded) -> fraction of the task's trials, for ring-scored trials "
+              "(neuroalrnn.evaluation.outcomes_by_task); {} otherwise", required=False),
+        Field("accuracy_by_congruence", "mapping", "task -> {congruent, conflict, n_conflict}: accuracy when the "
+              "unattended modality favours the same / the other stimulus, for two-modality decisions with one "
+              "modality attended (neuroalrnn.evaluation.accuracy_by_congruence); {} otherwise", required=False),
         Field("n_trials", "integer", "trials simulated"),
         Field("seed", "integer", "trial seed"),
         Field("scoring", "string", "how a trial is scored"),

@@ -166,3 +166,90 @@ def test_evaluate_reports_the_ceiling(tmp_path, capsys):
     summary = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert 0.5 < summary["ceiling"] <= 1.0
     assert summary["ceiling_by_task"] == {"stimulus-selection": summary["ceiling"]}
+
+
+def _logits(probabilities: np.ndarray) -> np.ndarray:
+    return np.log(probabilities / (1 - probabilities))
+
+
+def test_ring_outcome_tells_the_error_kinds():
+    from neuroalrnn.envs.yang.ring import ring_choice_correct, ring_outcome
+
+    def respond(direction):  # a response bump at `direction`, not fixating
+        output = _yang_target(direction)
+        output[0] = 0.05
+        return output
+
+    fixate = _yang_target(None)
+    shown = np.array([[0.0, np.pi]] * 6)  # a decision between stimuli at 0 and π; the answer is 0
+    outputs = np.stack([respond(0.1), fixate, respond(np.pi - 0.1), respond(np.pi / 2), respond(0.0), fixate])
+    targets = np.stack([_yang_target(0.0)] * 4 + [fixate, fixate])
+    kinds = ring_outcome(outputs, targets, shown)
+    assert kinds.tolist() == ["correct", "withheld", "distractor", "elsewhere", "responded", "correct"]
+    # an anti task shows one stimulus and answers opposite it: responding at the stimulus is the distractor
+    assert ring_outcome(respond(0.0), _yang_target(np.pi), np.array([0.0, np.nan])).item() == "distractor"
+    assert ring_outcome(respond(np.pi / 2), _yang_target(0.0)).item() == "elsewhere"  # nothing shown: no lure
+
+    rng = np.random.default_rng(3)  # "correct" is exactly Yang's get_perf, whatever the outputs
+    probabilities = np.stack([respond(a) for a in rng.uniform(0, 2 * np.pi, 300)])
+    probabilities[:, 0] = rng.uniform(0.1, 0.9, 300)
+    targets = np.stack([_yang_target(None if rng.random() < 0.2 else d) for d in rng.uniform(0, 2 * np.pi, 300)])
+    kinds = ring_outcome(probabilities, targets, rng.uniform(0, 2 * np.pi, (300, 2)))
+    np.testing.assert_array_equal(kinds == "correct", ring_choice_correct(probabilities, targets))
+    assert {"correct", "withheld", "distractor", "elsewhere", "responded"} == set(kinds.tolist())
+
+
+def test_congruence_and_outcomes_of_a_network_that_follows_the_unattended_modality():
+    """A "network" answering the unattended modality's stronger stimulus: right on congruent trials only."""
+    from neuroalrnn.evaluation import accuracy_by, accuracy_by_congruence, outcomes_by_task
+    from neuroalrnn.evaluation.simulate import trials_dataset
+    from neuroalrnn.models import ALRNN
+
+    env = envs.make("yang19-faithful", tasks=["ctxdm1", "ctxdm2"])
+    batch = envs.sample_trials(env, 300, seed=4, task_name="yang19-faithful")
+    c = batch.conditions
+    other = np.where(c["modality"] == 1, 2, 1)
+    favoured_first = np.choose(other - 1, [c["stim1_mod1_strength"] - c["stim2_mod1_strength"],
+                                           c["stim1_mod2_strength"] - c["stim2_mod2_strength"]]) > 0
+    answer = np.where(favoured_first, c["stim1_theta"], c["stim2_theta"])
+    response = np.stack([_yang_target(a) for a in answer])
+    response[:, 0] = 0.05
+    outputs = np.repeat(_logits(response)[:, None, :], batch.n_steps, axis=1).astype(np.float32)
+    model = ALRNN(batch.inputs.shape[-1], 4, outputs.shape[-1], n_nonlinear=1)
+    trials = trials_dataset(batch, outputs, np.zeros((batch.n_trials, batch.n_steps, 4), np.float32), model, seed=4)
+
+    congruence = accuracy_by_congruence(trials)
+    assert set(congruence) == {"ctxdm1", "ctxdm2"}
+    for row in congruence.values():
+        assert (row["congruent"], row["conflict"]) == (1.0, 0.0) and row["n_conflict"] > 30
+    kinds = outcomes_by_task(trials)
+    accuracy = accuracy_by(trials, "task").to_series()
+    for task, fractions in kinds.items():
+        assert sum(fractions.values()) == pytest.approx(1.0)
+        assert fractions["correct"] == pytest.approx(accuracy[task])
+        assert fractions["distractor"] == pytest.approx(1 - accuracy[task])  # every error picks the other stimulus
+    assert accuracy_by_congruence(trials.drop_vars("modality")) == {}
+
+
+def test_evaluate_prints_yangs_per_task_scores_error_kinds_and_congruence(tmp_path, capsys):
+    import json
+
+    from neuroalrnn.training import Trainer
+    from neuroalrnn.workflows.cli import main
+
+    config = TrainConfig(task="yang19-faithful", task_kwargs={"tasks": ["go", "dm1", "ctxdm1"]}, n_units=8,
+                         n_nonlinear=2, steps=2, batch_size=4, eval_every=2, eval_trials=8, checkpoint_every=2,
+                         seed=1, data_workers=0)
+    Trainer(config, tmp_path / "run", progress=False).fit()
+    assert main(["evaluate", str(tmp_path / "run"), "--trials", "120"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert summary["scoring"] == "ring" and set(summary["outcomes_by_task"]) == {"go", "dm1", "ctxdm1"}
+    for task, fractions in summary["outcomes_by_task"].items():
+        assert fractions["correct"] == pytest.approx(summary["accuracy_by_task"][task])
+        assert sum(fractions.values()) == pytest.approx(1.0)
+    assert set(summary["accuracy_by_congruence"]) == {"ctxdm1"}
+    assert "ideal observer  of ideal" in out and "errors by kind" in out
+    header = next(line for line in out.splitlines() if "withheld" in line)
+    assert header.split() == ["task", "withheld", "distractor", "elsewhere", "responded"]
+    assert "ctxdm1  congruent" in out

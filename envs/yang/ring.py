@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = [
     "BUMP_HEIGHT", "BUMP_WIDTH", "FIXATE_TARGET", "RESPONSE_TOLERANCE", "TARGET_BASELINE", "bump",
-    "circular_distance", "nearest_unit", "population_vector", "preferred_directions", "ring_choice_correct",
+    "RING_OUTCOMES", "STIMULUS_DIRECTIONS", "circular_distance", "nearest_unit", "population_vector",
+    "preferred_directions", "ring_choice_correct", "ring_outcome",
 ]  # fmt: skip
 
 BUMP_HEIGHT = 0.8
@@ -29,6 +30,10 @@ BUMP_WIDTH = np.pi / 8  # the unit of d in exp(-d²/2)
 TARGET_BASELINE = 0.05  # every target output's value when it is not driven
 FIXATE_TARGET = 0.8  # the fixation output's target while fixating (a sigmoid output never reaches 1)
 RESPONSE_TOLERANCE = 0.2 * np.pi  # a response within this angle of the target's is correct
+STIMULUS_DIRECTIONS = ("stim_theta", "stim1_theta", "stim2_theta", "sample_theta", "test_theta")
+"""The trial conditions that hold the directions of the stimuli a trial shows (NaN where a task has none)."""
+RING_OUTCOMES = ("correct", "withheld", "distractor", "elsewhere", "responded")
+"""The kinds of :func:`ring_outcome`, in this order."""
 
 
 def preferred_directions(n_ring: int) -> np.ndarray:
@@ -84,3 +89,33 @@ def ring_choice_correct(output: np.ndarray, target: np.ndarray) -> np.ndarray:
         close = circular_distance(population_vector(output[..., 1:]), population_vector(target[..., 1:]))
         close = close < RESPONSE_TOLERANCE
     return np.where(should_fixate, fixating, close & ~fixating)
+
+
+def ring_outcome(output: np.ndarray, target: np.ndarray, shown: np.ndarray | None = None) -> np.ndarray:
+    """(...) the kind of each response, one of :data:`RING_OUTCOMES`, by the read-out of :func:`ring_choice_correct`.
+
+    ``output`` and ``target`` are (..., 1 + n_ring) at the scored step (the
+    output after the sigmoid); ``shown`` (..., K) holds the directions of the
+    stimuli the trial showed (NaN for none). A trial that should respond is
+    ``correct`` (:func:`ring_choice_correct`), ``withheld`` (still fixating),
+    ``distractor`` (its direction is within 0.2π of a shown stimulus that is
+    not within 0.2π of the target: the other stimulus of a decision, the
+    stimulus itself in an anti task) or ``elsewhere`` (any other direction,
+    e.g. between two stimuli); one that should fixate is ``correct`` or
+    ``responded``. The two error kinds of a decision task tell a wrong choice
+    (``distractor``) from no choice (``elsewhere``: two bumps read out between them).
+    """
+    output, target = np.asarray(output, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    correct = ring_choice_correct(output, target)
+    should_fixate = target[..., 0] > 0.5
+    fixating = output[..., 0] > 0.5
+    distractor = np.zeros(correct.shape, dtype=bool)
+    if shown is not None:
+        shown = np.asarray(shown, dtype=np.float64).reshape(*correct.shape, -1)
+        with np.errstate(invalid="ignore"):
+            response = population_vector(output[..., 1:])[..., None]
+            aim = population_vector(target[..., 1:])[..., None]
+            lure = (circular_distance(shown, aim) >= RESPONSE_TOLERANCE) & np.isfinite(shown)
+            distractor = (lure & (circular_distance(response, shown) < RESPONSE_TOLERANCE)).any(-1)
+    return np.select([correct, should_fixate, fixating, distractor],
+                     ["correct", "responded", "withheld", "distractor"], default="elsewhere")

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from scipy.special import expit
 
 from .. import envs
 from ..envs.trials import decision_choice, target_at_last_step, trial_scores
@@ -62,12 +63,15 @@ __all__ = [
     "SUMMARY_ATTRIBUTE",
     "TRIALS_FILE",
     "accuracy_by",
+    "accuracy_by_congruence",
     "accuracy_by_strength",
     "choices",
     "current_trials",
     "decision_choice",
     "decision_mse",
     "evaluate_run",
+    "outcomes",
+    "outcomes_by_task",
     "plot_psychometric",
     "psychometric",
     "read_evaluation",
@@ -107,6 +111,36 @@ def scores(trials: xr.Dataset) -> xr.DataArray:
     )
     coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
     return xr.DataArray(values, dims="trial", coords=coords, name="score")
+
+
+def outcomes(trials: xr.Dataset) -> xr.DataArray:
+    """(trial,) the kind of each response of ring-scored trials (:func:`neuroalrnn.envs.yang.ring.ring_outcome`).
+
+    Read at each trial's last decision step, after the sigmoid, as the ring
+    scoring reads it; the shown stimuli are the trial conditions named in
+    :data:`~neuroalrnn.envs.yang.ring.STIMULUS_DIRECTIONS`.
+    """
+    from ..envs.yang.ring import STIMULUS_DIRECTIONS, ring_outcome
+
+    if trials.attrs.get("scoring") != "ring":
+        raise ValueError(f"outcomes need ring-scored trials (Yang's read-out), not {trials.attrs.get('scoring')!r}")
+    in_decision = (trials["epoch"] == "decision").values & trials["mask"].values
+    output = expit(np.asarray(target_at_last_step(trials["outputs"].values, in_decision), dtype=np.float64))
+    target = target_at_last_step(trials["targets"].values, in_decision)
+    names = [name for name in STIMULUS_DIRECTIONS if name in trials.coords]
+    shown = np.stack([trials[name].values.astype(np.float64) for name in names], -1) if names else None
+    coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
+    return xr.DataArray(ring_outcome(output, target, shown), dims="trial", coords=coords, name="outcome")
+
+
+def outcomes_by_task(trials: xr.Dataset) -> dict[str, dict[str, float]]:
+    """task -> {outcome kind -> fraction of the task's trials} (every kind of :data:`RING_OUTCOMES`; sums to 1)."""
+    from ..envs.yang.ring import RING_OUTCOMES
+
+    kinds = outcomes(trials).values
+    tasks = trials["task"].values if "task" in trials.coords else np.full(len(kinds), "task")
+    return {str(task): {kind: float(np.mean(kinds[tasks == task] == kind)) for kind in RING_OUTCOMES}
+            for task in dict.fromkeys(tasks.tolist())}
 
 
 def decision_mse(trials: xr.Dataset) -> float:
@@ -156,6 +190,42 @@ def accuracy_by_strength(trials: xr.Dataset, condition: str = "coherence") -> di
         strength = np.round(np.abs(values[members]), STRENGTH_DECIMALS)
         result[str(task)] = {f"{level:g}": float(correct[members][strength == level].mean())
                              for level in np.unique(strength)}
+    return result
+
+
+def accuracy_by_congruence(trials: xr.Dataset) -> dict[str, dict[str, float]]:
+    """Accuracy per task on congruent and on conflict trials of two-modality decisions with one modality attended.
+
+    For trials with the conditions ``stim<i>_mod<r>_strength`` (i, r = 1, 2) and
+    ``modality`` = 1 or 2 (the attended ring, as in Yang's ctxdm and ctxdlydm
+    tasks): with Δ_r = stim1_mod<r>_strength − stim2_mod<r>_strength, a trial
+    is *congruent* when the unattended modality's Δ has the attended one's sign
+    and a *conflict* trial when it has the opposite sign (trials with either Δ
+    zero are left out). Returns task -> {"congruent": accuracy, "conflict":
+    accuracy, "n_conflict": trials}, for the tasks that have both kinds; empty
+    when the trials lack the conditions. Accuracy that holds on congruent
+    trials and falls towards or below 0.5 on conflict trials is a network
+    that follows the unattended modality: context gating, not integration, fails.
+    """
+    names = [f"stim{i}_mod{r}_strength" for i in (1, 2) for r in (1, 2)]
+    if not all(name in trials.coords and trials[name].dims == ("trial",) for name in [*names, "modality"]):
+        return {}
+    strength = {name: np.asarray(trials[name].values, dtype=np.float64) for name in names}
+    delta = {r: strength[f"stim1_mod{r}_strength"] - strength[f"stim2_mod{r}_strength"] for r in (1, 2)}
+    attended = np.asarray(trials["modality"].values, dtype=np.float64)
+    relevant = np.where(attended == 1, delta[1], delta[2])
+    other = np.where(attended == 1, delta[2], delta[1])
+    signed = np.isin(attended, (1, 2)) & (np.sign(relevant) * np.sign(other) != 0)
+    conflict = np.sign(relevant) != np.sign(other)
+    correct = scores(trials).values
+    tasks = trials["task"].values if "task" in trials.coords else np.full(len(correct), "task")
+    result: dict[str, dict[str, float]] = {}
+    for task in dict.fromkeys(tasks.tolist()):
+        members = (tasks == task) & signed
+        if (members & conflict).any() and (members & ~conflict).any():
+            result[str(task)] = {"congruent": float(correct[members & ~conflict].mean()),
+                                 "conflict": float(correct[members & conflict].mean()),
+                                 "n_conflict": int((members & conflict).sum())}
     return result
 
 
@@ -326,6 +396,8 @@ def _summary(
         "mean_over_tasks": float(np.mean(list(by_task.values()))),
         "min_over_tasks": min(by_task.values()),
         "accuracy_by_coherence": accuracy_by_strength(trials),
+        "outcomes_by_task": outcomes_by_task(trials) if trials.attrs.get("scoring") == "ring" else {},
+        "accuracy_by_congruence": accuracy_by_congruence(trials),
         # for regression scoring only: ring-scored outputs are logits, their error to the targets means nothing
         "decision_mse": decision_mse(trials) if trials.attrs.get("scoring") == "regression" else None,
         "test_loss": test_loss,

@@ -515,6 +515,32 @@ def _print_strength_table(by_strength: dict[str, dict[str, float]]) -> None:
         print(f"  {task:<{width}}  {cells}")
 
 
+def _print_outcome_table(by_task: dict[str, dict[str, float]], order: list[str]) -> None:
+    """The error kinds of ring-scored tasks (fractions of each task's trials), for the tasks with errors."""
+    failing = [name for name in order if by_task.get(name, {}).get("correct", 1.0) < 1.0]
+    if not failing:
+        return
+    from ..envs.yang.ring import RING_OUTCOMES
+
+    kinds = [kind for kind in RING_OUTCOMES if kind != "correct"]
+    width = max(map(len, failing))
+    print("  errors by kind (fraction of the task's trials):")
+    print(f"  {'task':<{width}}  " + "  ".join(f"{kind:>10}" for kind in kinds))
+    for name in failing:
+        print(f"  {name:<{width}}  " + "  ".join(f"{by_task[name][kind]:10.3f}" for kind in kinds))
+
+
+def _print_congruence_table(by_task: dict[str, dict[str, float]]) -> None:
+    """Accuracy on congruent and conflict trials of the tasks that attend one of two modalities."""
+    if not by_task:
+        return
+    width = max(map(len, by_task))
+    print("  accuracy when the unattended modality agrees / conflicts:")
+    for name, row in by_task.items():
+        print(f"  {name:<{width}}  congruent {row['congruent']:.3f}  conflict {row['conflict']:.3f} "
+              f"({row['n_conflict']} trials)")
+
+
 def _print_task_table(by_task: dict[str, float], ceilings: dict[str, float] | None = None) -> None:
     """Accuracy per task, with the ideal observer's beside it (and the fraction of it reached) where known."""
     ceilings = ceilings or {}
@@ -552,6 +578,8 @@ def _evaluate(args) -> int:
     if len(by_task) > 1:
         _print_task_table(by_task, ceilings)
         _print_strength_table(summary.get("accuracy_by_coherence") or {})
+        _print_outcome_table(summary.get("outcomes_by_task") or {}, list(by_task))
+        _print_congruence_table(summary.get("accuracy_by_congruence") or {})
     elif summary.get("ceiling") is not None:
         print(f"ideal observer: {summary['ceiling']:.3f} on the same trials "
               f"(the network reaches {summary['accuracy'] / summary['ceiling']:.0%} of it)")
