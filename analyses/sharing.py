@@ -248,6 +248,17 @@ def sharing_analysis(
       (−1, 1)). ``mean_abs_ftv``: mean of |FTV| over all task pairs and the
       units active in each, whatever ``ftv_pairs`` (0 = units engaged equally
       by all tasks, 1 = every unit serves a single task).
+    - ``tv_profile_similarity`` (unit_kind) with ``unit_kind`` = linear,
+      nonlinear (for an AL-RNN: its last P units, P = the trials' attribute
+      ``n_nonlinear``; every unit counts as nonlinear when the attribute is
+      absent): the mean cosine similarity over pairs of distinct active units
+      of that kind of their normalised TV rows (NaN with fewer than two), and
+      ``task_variance_share`` (unit_kind): that kind's share of Σ_{u,A}
+      TV_{u,A}. A linear unit cannot be switched off by a rule input (a
+      constant input shifts its state and adds no variance), so its TV profile
+      follows the shared stimulus statistics; profiles alike (near 1) among
+      the linear units mean task-selective clusters can only form among, or
+      through, the nonlinear units.
 
     **Subspaces**, per task and per canonical epoch e (and pooled over all
     analysed steps). X_A is the (n × M) matrix of task A's analysed states,
@@ -314,6 +325,9 @@ def sharing_analysis(
         variance = _task_variance(latents, steps, min_trials)
         unit_part = _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, random_state, pairs,
                                   ftv_bins)
+        n_units = latents.shape[-1]
+        n_nonlinear = int(trials.attrs.get("n_nonlinear", n_units))
+        unit_part = unit_part.merge(_unit_kinds(unit_part, np.arange(n_units) >= n_units - n_nonlinear))
         subspace_part = _subspace_sharing(latents, steps, variance_explained, max_components)
     null_part = None
     if n_permutations:  # large matrix products: BLAS threads pay off here
@@ -522,6 +536,19 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         lines.append("Clusters (size, preferred task): " + ", ".join(
             f"{int(c)} ({int(s)}, {t})" for c, s, t in zip(r["cluster"].values, r["cluster_size"].values,
                                                              r["cluster_preferred_task"].values, strict=True)) + ".")
+    if "tv_profile_similarity" in r:
+        similarity = dict(zip(r["unit_kind"].values, r["tv_profile_similarity"].values, strict=True))
+        share = dict(zip(r["unit_kind"].values, r["task_variance_share"].values, strict=True))
+        if np.isfinite(similarity["linear"]):
+            lines.append(
+                f"Task-variance profiles of the active linear units are alike: mean cosine similarity "
+                f"{similarity['linear']:.2f} between their normalised rows ("
+                + (f"{similarity['nonlinear']:.2f} among the nonlinear units; " if np.isfinite(similarity["nonlinear"])
+                   else "")
+                + f"the nonlinear units carry {100 * share['nonlinear']:.0f} % of the task variance). A rule input "
+                "cannot switch a linear unit off, so task-selective clusters form only among, or through, the "
+                "nonlinear units."
+            )
     lines += [
         "",
         "### Subspaces",
@@ -829,6 +856,31 @@ def _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, rand
                                                                float(edges[1] - edges[0])}),
     }
     return xr.Dataset(data_vars, coords=coords)
+
+
+def _unit_kinds(unit_part: xr.Dataset, nonlinear: np.ndarray) -> xr.Dataset:
+    """``tv_profile_similarity`` and ``task_variance_share`` of the linear and the nonlinear units."""
+    variance = unit_part["task_variance"].values
+    active = unit_part["active_unit"].values
+    similarity, share = [], []
+    for members in (~nonlinear, nonlinear):
+        rows = unit_part["task_variance_normalised"].values[members & active]
+        if len(rows) >= 2:
+            unit_rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+            cosine = unit_rows @ unit_rows.T
+            similarity.append(float((cosine.sum() - np.trace(cosine)) / (len(rows) * (len(rows) - 1))))
+        else:
+            similarity.append(np.nan)
+        share.append(float(variance[members].sum() / variance.sum()) if variance.sum() > 0 else np.nan)
+    return xr.Dataset(
+        {
+            "tv_profile_similarity": ("unit_kind", similarity, {"description": "mean cosine similarity of the "
+                                      "normalised task-variance rows of distinct active units of the kind"}),
+            "task_variance_share": ("unit_kind", share, {"description": "the kind's share of the summed task "
+                                                                       "variance"}),
+        },
+        coords={"unit_kind": ("unit_kind", ["linear", "nonlinear"])},
+    )
 
 
 def _ftv(variance_a: np.ndarray, variance_b: np.ndarray, level: float) -> np.ndarray:

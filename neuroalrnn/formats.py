@@ -455,6 +455,7 @@ SHARING = FileFormat(
         "cluster": "cluster of units",
         "pair": "task pair \"A|B\" (coordinates task_a, task_b)",
         "ftv_bin": "bin of fractional task variance (coordinate: bin centre)",
+        "unit_kind": "linear or nonlinear units (an AL-RNN's last P units are nonlinear)",
         "component": "principal angle index",
         "measure": "sharing measure given a null (sharing_index, mean_jaccard, shared_regime_fraction, "
                    "shared_step_fraction, mean_covariance_similarity)",
@@ -508,6 +509,10 @@ SHARING = FileFormat(
         _var("ftv", "pair unit", "float", "fractional task variance (TV_A - TV_B) / (TV_A + TV_B)"),
         _var("ftv_histogram", "pair ftv_bin", "integer", "active units per FTV bin"),
         _var("mean_abs_ftv", "", "float", "mean |FTV| over task pairs and active units"),
+        *_vars("unit_kind", "float", {
+            "tv_profile_similarity": "mean cosine similarity of the normalised task-variance rows of distinct "
+                                     "active units of the kind (NaN: fewer than two)",
+            "task_variance_share": "the kind's share of the summed task variance"}, required=False),
         *_vars("task task_other", "float", {
             "covariance_similarity": "<K_A, K_B>_F / (|K_A|_F |K_B|_F) of the tasks' unit covariances K",
             "subspace_overlap": "mean cos² of the principal angles"}),

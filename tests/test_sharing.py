@@ -236,6 +236,28 @@ def test_quiet_units_are_left_out_of_normalisation_and_clustering():
     assert np.isnan(result["ftv"].values[:, 2:]).all()
 
 
+def test_profile_similarity_of_linear_and_nonlinear_units():
+    # Units 0-2 linear with one shared profile (and a scaled copy), units 3-4 nonlinear, each selective to one task.
+    amplitude = np.array([[1.0, 0.5], [2.0, 1.0], [0.5, 0.25], [3.0, 0.0], [0.0, 1.0]])
+    trials = unit_trials(amplitude)
+    trials.attrs["n_nonlinear"] = 2
+    result = sharing_analysis(trials)
+    similarity = result["tv_profile_similarity"].sel(unit_kind=["linear", "nonlinear"]).values
+    np.testing.assert_allclose(similarity, [1.0, 0.0], atol=1e-9)  # parallel rows; orthogonal rows
+    variance = amplitude**2  # TV = amplitude² × Var(ξ), Var(ξ) = 1 per task up to the draw
+    share = result["task_variance_share"].sel(unit_kind="nonlinear")
+    tv = result["task_variance"].values
+    assert float(share) == pytest.approx(tv[3:].sum() / tv.sum())
+    assert float(share) == pytest.approx(variance[3:].sum() / variance.sum(), rel=0.2)
+    lines = "\n".join(sharing_report_lines(result))
+    assert "mean cosine similarity 1.00" in lines and "0.00 among the nonlinear units" in lines
+
+    trials.attrs.pop("n_nonlinear")  # no attribute: every unit is nonlinear, none linear
+    result = sharing_analysis(trials)
+    assert np.isnan(float(result["tv_profile_similarity"].sel(unit_kind="linear")))
+    assert float(result["task_variance_share"].sel(unit_kind="nonlinear")) == pytest.approx(1.0)
+
+
 @pytest.mark.parametrize("clustering", ["kmeans", "ward"])
 def test_clustering_recovers_planted_groups(clustering):
     # Three groups of 6 units: group 0 varies in task0, group 1 in task1 and task2, group 2 in task3.
