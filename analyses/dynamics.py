@@ -1,5 +1,9 @@
 """Per-regime linear dynamics of an AL-RNN: linear maps, spectra, fixed points, gains and cycles.
 
+(Longer than most modules: regime maps, fixed points and cycles share the regime-code
+handling, the drive c = C s + h and the batched linear-algebra helpers below, which
+the three would otherwise import from one another.)
+
 Within regime Ω (bits d_i = [z_{M-P+i} > 0], integer code Σ_i d_i 2^i, a bit
 of a state exactly 0 counts as off) the AL-RNN is affine under a constant
 input s::

@@ -216,12 +216,17 @@ def trial_scores(
         hits = (outputs.argmax(axis=-1) == targets) & decision_mask
         return hits.sum(axis=1) / decision_mask.sum(axis=1)
     if scoring == "ring":
-        last_output = np.asarray(target_at_last_step(outputs, decision_mask), dtype=np.float64)
-        response = expit(last_output)  # the sigmoid, without overflow
-        return ring_choice_correct(response, target_at_last_step(targets, decision_mask)).astype(np.float64)
+        return ring_choice_correct(*ring_read_out(outputs, targets, decision_mask)).astype(np.float64)
     error = np.abs(outputs - targets).max(axis=-1)
     worst = np.where(decision_mask, error, 0.0).max(axis=1)
     return (worst < tolerance).astype(np.float64)
+
+
+def ring_read_out(outputs: np.ndarray, targets: np.ndarray, decision_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(response, target) (trial, 1 + n_ring) that ring scoring reads: the sigmoid of the outputs (logits) and the
+    targets, each at the trial's last decision step."""
+    last_output = np.asarray(target_at_last_step(outputs, decision_mask), dtype=np.float64)
+    return expit(last_output), target_at_last_step(targets, decision_mask)  # expit: the sigmoid, without overflow
 
 
 def target_at_last_step(targets: np.ndarray, in_epoch: np.ndarray, epoch_name: str = "decision") -> np.ndarray:

@@ -1,5 +1,8 @@
 """The package's data contract: every file neuroalrnn writes or reads, declared once, with one validator.
 
+(Long by design: one declaration per file kind, the validator and the Markdown
+renderer live together so that a file's schema is written once.)
+
 Each file kind (``trials``, ``analysis``, ``sharing``, ``comparison``, ``alignment``,
 ``results``, ``recordings``, ``config``, ``checkpoint``, ``evaluation``,
 ``metrics``, ``result``) is a :class:`FileFormat` in :data:`FORMATS`: its

@@ -41,10 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from scipy.special import expit
 
 from .. import envs
-from ..envs.trials import decision_choice, target_at_last_step, trial_scores
+from ..envs.trials import decision_choice, ring_read_out, target_at_last_step, trial_scores
 from ..formats import FORMAT_VERSION, StaleTrialsError, check_trials_match
 from ..storage import atomic_write, file_group, save_figure
 from ..system import jsonable, resolve_device
@@ -87,9 +86,19 @@ SUMMARY_ATTRIBUTE = "evaluation"
 Progress = Callable[[str], None] | None
 
 
+def _in_decision(trials: xr.Dataset, decision_epoch: str = "decision") -> np.ndarray:
+    """(trial, time) bool: the valid steps of the trials' ``decision_epoch``."""
+    return (trials["epoch"] == decision_epoch).values & trials["mask"].values
+
+
+def _trial_tasks(trials: xr.Dataset) -> np.ndarray:
+    """(trial,) each trial's task name ("task" for every trial of a single-task run without the coordinate)."""
+    return trials["task"].values if "task" in trials.coords else np.full(trials.sizes["trial"], "task")
+
+
 def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
     """Per-trial ``choice``, ``correct_choice`` and ``correct`` of a trials Dataset."""
-    in_decision = (trials["epoch"] == decision_epoch).values & trials["mask"].values
+    in_decision = _in_decision(trials, decision_epoch)
     correct_choice = target_at_last_step(trials["targets"].values, in_decision, decision_epoch)
     choice = decision_choice(trials["outputs"].values, in_decision)
     return xr.Dataset(
@@ -104,9 +113,8 @@ def choices(trials: xr.Dataset, decision_epoch: str = "decision") -> xr.Dataset:
 
 def scores(trials: xr.Dataset) -> xr.DataArray:
     """(trial,) score in [0, 1] of each trial, by the task's scoring (attribute ``scoring``, default choice)."""
-    in_decision = (trials["epoch"] == "decision").values & trials["mask"].values
     values = trial_scores(
-        trials["outputs"].values, trials["targets"].values, in_decision,
+        trials["outputs"].values, trials["targets"].values, _in_decision(trials),
         trials.attrs.get("scoring", "choice"), float(trials.attrs.get("tolerance", 0.0)),
     )
     coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
@@ -124,9 +132,7 @@ def outcomes(trials: xr.Dataset) -> xr.DataArray:
 
     if trials.attrs.get("scoring") != "ring":
         raise ValueError(f"outcomes need ring-scored trials (Yang's read-out), not {trials.attrs.get('scoring')!r}")
-    in_decision = (trials["epoch"] == "decision").values & trials["mask"].values
-    output = expit(np.asarray(target_at_last_step(trials["outputs"].values, in_decision), dtype=np.float64))
-    target = target_at_last_step(trials["targets"].values, in_decision)
+    output, target = ring_read_out(trials["outputs"].values, trials["targets"].values, _in_decision(trials))
     names = [name for name in STIMULUS_DIRECTIONS if name in trials.coords]
     shown = np.stack([trials[name].values.astype(np.float64) for name in names], -1) if names else None
     coords = {name: coord for name, coord in trials.coords.items() if coord.dims == ("trial",)}
@@ -138,7 +144,7 @@ def outcomes_by_task(trials: xr.Dataset) -> dict[str, dict[str, float]]:
     from ..envs.yang.ring import RING_OUTCOMES
 
     kinds = outcomes(trials).values
-    tasks = trials["task"].values if "task" in trials.coords else np.full(len(kinds), "task")
+    tasks = _trial_tasks(trials)
     return {str(task): {kind: float(np.mean(kinds[tasks == task] == kind)) for kind in RING_OUTCOMES}
             for task in dict.fromkeys(tasks.tolist())}
 
@@ -147,7 +153,7 @@ def decision_mse(trials: xr.Dataset) -> float:
     """Mean squared error (y − target)² over the decision steps and outputs (regression tasks)."""
     if trials["targets"].ndim != 3:
         raise ValueError("decision_mse needs regression targets (trial, time, output)")
-    in_decision = ((trials["epoch"] == "decision") & trials["mask"]).values
+    in_decision = _in_decision(trials)
     error = trials["outputs"].values - trials["targets"].values
     return float(np.mean(error[in_decision] ** 2))
 
@@ -181,7 +187,7 @@ def accuracy_by_strength(trials: xr.Dataset, condition: str = "coherence") -> di
     if values.dtype.kind not in "fiu":
         return {}
     correct = scores(trials).values
-    tasks = trials["task"].values if "task" in trials.coords else np.full(len(values), "task")
+    tasks = _trial_tasks(trials)
     result: dict[str, dict[str, float]] = {}
     for task in dict.fromkeys(tasks.tolist()):
         members = (tasks == task) & np.isfinite(values)
@@ -218,7 +224,7 @@ def accuracy_by_congruence(trials: xr.Dataset) -> dict[str, dict[str, float]]:
     signed = np.isin(attended, (1, 2)) & (np.sign(relevant) * np.sign(other) != 0)
     conflict = np.sign(relevant) != np.sign(other)
     correct = scores(trials).values
-    tasks = trials["task"].values if "task" in trials.coords else np.full(len(correct), "task")
+    tasks = _trial_tasks(trials)
     result: dict[str, dict[str, float]] = {}
     for task in dict.fromkeys(tasks.tolist()):
         members = (tasks == task) & signed

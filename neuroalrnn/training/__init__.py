@@ -2,8 +2,9 @@
 
 Modules: :mod:`.config` (``TrainConfig`` and its constraints), :mod:`.data`
 (the task of a config and the chunks of trials it is trained on),
-:mod:`.trainer` (``Trainer``, losses, ``load_model``) and :mod:`.rundir` (the
-files of a run directory). Imports models, never evaluation or workflows.
+:mod:`.trainer` (``Trainer``, ``load_model``), :mod:`.losses` (the losses
+and per-task scores) and :mod:`.rundir` (the files of a run directory).
+Imports models, never evaluation or workflows.
 """
 
 from .config import TrainConfig

@@ -504,41 +504,41 @@ def _train(args) -> int:
     return 0
 
 
+def _print_rows(title: str, rows: dict[str, str], header: str | None = None) -> None:
+    """An indented table under ``title``: one row per name (names padded to one width), nothing if no rows."""
+    if not rows:
+        return
+    width = max(map(len, [*rows, "task"] if header else rows))
+    print(f"  {title}:")
+    if header:
+        print(f"  {'task':<{width}}  {header}")
+    for name, cells in rows.items():
+        print(f"  {name:<{width}}  {cells}")
+
+
 def _print_strength_table(by_strength: dict[str, dict[str, float]]) -> None:
     """Accuracy per |coherence| for the tasks with graded evidence (a row per task)."""
-    if not by_strength:
-        return
-    width = max(map(len, by_strength))
-    print("  accuracy by |coherence|:")
-    for task, levels in by_strength.items():
-        cells = "  ".join(f"{level}: {accuracy:.2f}" for level, accuracy in levels.items())
-        print(f"  {task:<{width}}  {cells}")
+    _print_rows("accuracy by |coherence|", {
+        task: "  ".join(f"{level}: {accuracy:.2f}" for level, accuracy in levels.items())
+        for task, levels in by_strength.items()})
 
 
 def _print_outcome_table(by_task: dict[str, dict[str, float]], order: list[str]) -> None:
     """The error kinds of ring-scored tasks (fractions of each task's trials), for the tasks with errors."""
-    failing = [name for name in order if by_task.get(name, {}).get("correct", 1.0) < 1.0]
-    if not failing:
-        return
     from ..envs.yang.ring import RING_OUTCOMES
 
     kinds = [kind for kind in RING_OUTCOMES if kind != "correct"]
-    width = max(map(len, failing))
-    print("  errors by kind (fraction of the task's trials):")
-    print(f"  {'task':<{width}}  " + "  ".join(f"{kind:>10}" for kind in kinds))
-    for name in failing:
-        print(f"  {name:<{width}}  " + "  ".join(f"{by_task[name][kind]:10.3f}" for kind in kinds))
+    failing = [name for name in order if by_task.get(name, {}).get("correct", 1.0) < 1.0]
+    _print_rows("errors by kind (fraction of the task's trials)",
+                {name: "  ".join(f"{by_task[name][kind]:10.3f}" for kind in kinds) for name in failing},
+                header="  ".join(f"{kind:>10}" for kind in kinds))
 
 
 def _print_congruence_table(by_task: dict[str, dict[str, float]]) -> None:
     """Accuracy on congruent and conflict trials of the tasks that attend one of two modalities."""
-    if not by_task:
-        return
-    width = max(map(len, by_task))
-    print("  accuracy when the unattended modality agrees / conflicts:")
-    for name, row in by_task.items():
-        print(f"  {name:<{width}}  congruent {row['congruent']:.3f}  conflict {row['conflict']:.3f} "
-              f"({row['n_conflict']} trials)")
+    _print_rows("accuracy when the unattended modality agrees / conflicts", {
+        name: f"congruent {row['congruent']:.3f}  conflict {row['conflict']:.3f} ({row['n_conflict']} trials)"
+        for name, row in by_task.items()})
 
 
 def _print_task_table(by_task: dict[str, float], ceilings: dict[str, float] | None = None) -> None:
