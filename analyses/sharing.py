@@ -48,6 +48,7 @@ from scipy.special import rel_entr
 
 from .. import formats
 from ..envs.epochs import CANONICAL_EPOCHS
+from ..models.alrnn import phi_star
 from .core import label_positions, regime_labels
 from .sharing_null import (
     DEFAULT_PERMUTATIONS,
@@ -63,11 +64,20 @@ __all__ = [
     "principal_subspace",
     "sharing_analysis",
     "sharing_report_lines",
+    "unit_activity",
     "unit_covariance_similarity",
     "validate_sharing_trials",
 ]
 
 FIXATION = "fixation"
+UNIT_ACTIVITIES = {
+    "rate": "Φ*(z): the state on the linear units, φ(z) (ReLU) on the nonlinear ones, as Yang measured rates",
+    "state": "the latent state z of every unit",
+}
+"""What Yang's unit measures (task variance, clusters, FTV) are computed on: ``unit_activity`` of
+:func:`sharing_analysis`."""
+_ACTIVITY_WORDS = {"rate": "rates Φ*(z) (ReLU on the nonlinear units)", "state": "states z"}
+AL_RNN_KINDS = ("alrnn", "linear", "plrnn")  # model kinds whose latents are states z with Φ*(z) as the rates
 CLUSTERING_METHODS = ("kmeans", "ward")
 KMEANS_INITIALISATIONS = 20  # Yang et al.'s analysis/clustering.py: KMeans(n_init=20, random_state=0)
 
@@ -155,6 +165,7 @@ def sharing_analysis(
     variance_explained: float = 0.9,
     max_components: int = 10,
     n_permutations: int = DEFAULT_PERMUTATIONS,
+    unit_activity: str = "rate",
 ) -> xr.Dataset:
     r"""How much the tasks in ``trials`` share regimes, units and state subspaces.
 
@@ -202,12 +213,20 @@ def sharing_analysis(
       samples, it is biased below 1 when tasks spread their steps over many
       regimes: compare networks at equal numbers of trials.
 
-    **Units** (Yang et al. 2019), from ``latents`` (float64), checked against
-    Yang's code (github.com/gyyang/multitask, ``analysis/variance.py`` and
-    ``analysis/clustering.py``); departures are named:
+    **Units** (Yang et al. 2019), checked against Yang's code
+    (github.com/gyyang/multitask, ``analysis/variance.py`` and
+    ``analysis/clustering.py``); departures are named. They are computed on
+    the units' activity x (float64, :func:`unit_activity`): with
+    ``unit_activity="rate"`` (the default) x = Φ*(z), the state z on the
+    linear units and φ(z) = max(z, α z) on the nonlinear ones, i.e. what
+    each unit passes on through W and, for P = M, Yang's ReLU rates (he
+    measured rates); ``"state"`` uses z on every unit. A nonlinear unit that
+    is off (z ≤ 0) varies in z but is silent in rate. Tanh, GRU and LSTM
+    latents are their hidden states, already rates, and are used as they
+    are, as are latents of an unknown model.
 
     - ``task_variance`` (unit, task): TV_{u,A} = mean over time steps t of
-      Var_{trials i of A valid at t}(z_{i,t,u}), the variance (ddof = 0, as
+      Var_{trials i of A valid at t}(x_{i,t,u}), the variance (ddof = 0, as
       ``np.var``) across the task's trials whose step t is analysed, averaged
       over the steps t with at least ``min_trials`` such trials — Yang's
       ``h.var(axis=1).mean(axis=0)`` over the steps after fixation. Departure:
@@ -261,7 +280,9 @@ def sharing_analysis(
       through, the nonlinear units.
 
     **Subspaces**, per task and per canonical epoch e (and pooled over all
-    analysed steps). X_A is the (n × M) matrix of task A's analysed states,
+    analysed steps), always on the states z whatever ``unit_activity``
+    (the readout and the regimes are functions of z). X_A is the (n × M)
+    matrix of task A's analysed states,
     X_c = X_A − its mean state (centred over steps), K_A = X_cᵀ X_c / n the
     (M × M) unit covariance:
 
@@ -313,8 +334,11 @@ def sharing_analysis(
 
     _check_parameters(min_occupancy, tv_threshold, min_trials, cluster_range, clustering, ftv_bins,
                       variance_explained, max_components, n_permutations)
+    if unit_activity not in UNIT_ACTIVITIES:
+        raise ValueError(f"unit_activity must be one of {', '.join(UNIT_ACTIVITIES)}, got {unit_activity!r}")
     steps = _analysed_steps(trials, epoch_coord, include_fixation)
     latents = np.asarray(trials["latents"].transpose("trial", "time", "unit").values, dtype=np.float64)
+    activity = _activity(trials, latents, unit_activity)
     tasks, epochs = steps.tasks, steps.epochs
     pairs = _ftv_pairs(ftv_pairs, tasks)
 
@@ -322,7 +346,7 @@ def sharing_analysis(
     # threads cost more than they save and collapse when the cores are shared. Restored on exit.
     with threadpool_limits(1):
         regime_part = _regime_sharing(trials, steps, min_occupancy) if "regime" in trials.data_vars else None
-        variance = _task_variance(latents, steps, min_trials)
+        variance = _task_variance(activity, steps, min_trials)
         unit_part = _unit_sharing(variance, tasks, tv_threshold, cluster_range, clustering, random_state, pairs,
                                   ftv_bins)
         n_units = latents.shape[-1]
@@ -372,6 +396,10 @@ def sharing_analysis(
         "variance_explained": float(variance_explained),
         "max_components": int(max_components),
         "n_permutations": int(n_permutations),
+        "unit_activity": unit_activity,
+        "unit_activity_definition": (UNIT_ACTIVITIES[unit_activity] if unit_activity == "state"
+                                     or trials.attrs.get("model") in AL_RNN_KINDS
+                                     else "the latents as given (not an AL-RNN: hidden states are rates)"),
         "regimes": "analysed" if regime_part is not None else "absent (no regime variable)",
         "n_trials": int(trials.sizes["trial"]),
         "sharing_index_definition": "mean over unordered task pairs of 1 - Jensen-Shannon distance (base 2) "
@@ -379,10 +407,42 @@ def sharing_analysis(
         "covariance_similarity_definition": "<K_A, K_B>_F / (|K_A|_F |K_B|_F), K = unit covariance of the task's "
                                             "states centred over steps (units are the matched examples)",
     }
-    for name in ("model", "n_units", "n_nonlinear", "dt", "seed"):
+    for name in ("model", "n_units", "n_nonlinear", "slope", "dt", "seed"):
         if name in trials.attrs:
             attrs[name] = trials.attrs[name]
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def unit_activity(trials: xr.Dataset, kind: str = "rate") -> xr.DataArray:
+    r"""The units' activity on which :func:`sharing_analysis` computes Yang's unit measures.
+
+    ``kind="rate"``: Φ*(z) (:func:`~neuroalrnn.models.alrnn.phi_star`) of
+    ``latents`` for an AL-RNN (attribute ``model`` alrnn, linear or plrnn),
+    with P = the attribute ``n_nonlinear`` and α = the attribute ``slope``
+    (files written before it existed: the ``slope`` of the run's ``config``,
+    else 0, the ReLU); the latents as they are for any other model.
+    ``kind="state"``: the latents z. Returns float64 (trial, time, unit).
+    """
+    if kind not in UNIT_ACTIVITIES:
+        raise ValueError(f"kind must be one of {', '.join(UNIT_ACTIVITIES)}, got {kind!r}")
+    latents = trials["latents"].transpose("trial", "time", "unit")
+    return latents.copy(data=_activity(trials, np.asarray(latents.values, dtype=np.float64), kind))
+
+
+def _activity(trials: xr.Dataset, latents: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "state" or trials.attrs.get("model") not in AL_RNN_KINDS:
+        return latents
+    return phi_star(latents, int(trials.attrs["n_nonlinear"]), _slope(trials))
+
+
+def _slope(trials: xr.Dataset) -> float:
+    if "slope" in trials.attrs:
+        return float(trials.attrs["slope"])
+    config = trials.attrs.get("config")
+    try:
+        return float(json.loads(config).get("slope", 0.0)) if isinstance(config, str) else 0.0
+    except (ValueError, AttributeError):
+        return 0.0
 
 
 def unit_covariance_similarity(states_a: np.ndarray, states_b: np.ndarray) -> float:
@@ -526,6 +586,7 @@ def sharing_report_lines(result: xr.Dataset, figures: Mapping[str, str] | None =
         "",
         "### Units (Yang et al. 2019)",
         "",
+        f"Computed on the units' {_ACTIVITY_WORDS.get(r.attrs.get('unit_activity', 'state'), 'states')}. "
         f"{int(active.sum())} of {active.size} units vary across trials (task variance above "
         f"{r.attrs['tv_threshold']:g} × the largest). Clustered by normalised task variance they form "
         f"**{n_clusters} clusters**" + (f" (silhouette {float(silhouette):.2f})" if np.isfinite(silhouette) else "")

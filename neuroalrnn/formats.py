@@ -283,6 +283,8 @@ TRIALS = FileFormat(
         Field("model", "string", "model kind (alrnn, linear, plrnn, tanh, gru, lstm)"),
         Field("n_units", "integer", "M, the number of units"),
         Field("n_nonlinear", "integer", "P, the number of nonlinear (ReLU) units"),
+        Field("slope", "number", "α of the nonlinear units (φ(x) = α x for x ≤ 0; 0 = ReLU), for an AL-RNN; "
+              "older files lack it", required=False),
         Field("dt", "number", "step length in ms"),
         Field("seed", "integer", "seed the trials were drawn with"),
         Field("epoch_names", "json", "JSON list of the tasks' epoch names"),
@@ -553,6 +555,8 @@ SHARING = FileFormat(
         Field("checkpoint_step", "integer", "the trials' provenance (see trials.nc)", since=1),
         Field("n_permutations", "integer", "task-label shuffles of the null (0: no null; absent in older files)",
               required=False),
+        Field("unit_activity", "string", "what the unit measures (task variance, clusters, FTV) were computed on: "
+              "rate = Φ*(z), state = z (absent in older files: state)", required=False, choices=("rate", "state")),
     ),
     renamed_in_version_0={"cka": "covariance_similarity", "cka_by_epoch": "covariance_similarity_by_epoch",
                           "mean_cka": "mean_covariance_similarity"},

@@ -24,6 +24,7 @@ from neuroalrnn.models import (
     bits_to_codes,
     build_model,
     codes_to_bits,
+    phi_star,
     regime_codes,
 )
 
@@ -128,6 +129,18 @@ def test_phi_is_identity_then_leaky_relu(n_units, n_nonlinear, slope):
     torch.testing.assert_close(phi[:, :linear], z[:, :linear], rtol=0, atol=0)
     tail = z[:, linear:]
     torch.testing.assert_close(phi[:, linear:], torch.where(tail > 0, tail, slope * tail), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("n_units", "n_nonlinear", "slope"), SIZES)
+def test_numpy_phi_star_is_the_torch_phi(n_units, n_nonlinear, slope):
+    model, _ = make_model(n_units, n_nonlinear, slope=slope)
+    z = random_inputs(50, 1, seed=4, n_inputs=n_units)[:, 0]
+    expected = model.phi(torch.from_numpy(z)).numpy()
+    np.testing.assert_array_equal(phi_star(z, n_nonlinear, slope), expected)
+    np.testing.assert_array_equal(model.params().phi(z), expected)
+    assert phi_star(z.astype(np.float32), n_nonlinear, slope).dtype == np.float32
+    if n_nonlinear:
+        assert not np.array_equal(expected, z)  # the test has power: some nonlinear unit was below zero
 
 
 def test_plrnn_applies_relu_to_every_unit():

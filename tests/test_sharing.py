@@ -16,6 +16,7 @@ from neuroalrnn.analyses.sharing import (
     principal_subspace,
     sharing_analysis,
     sharing_report_lines,
+    unit_activity,
     unit_covariance_similarity,
     validate_sharing_trials,
 )
@@ -256,6 +257,58 @@ def test_profile_similarity_of_linear_and_nonlinear_units():
     result = sharing_analysis(trials)
     assert np.isnan(float(result["tv_profile_similarity"].sel(unit_kind="linear")))
     assert float(result["task_variance_share"].sel(unit_kind="nonlinear")) == pytest.approx(1.0)
+
+
+def rectified_unit_trials(**attrs) -> xr.Dataset:
+    """Unit 2 (the one nonlinear unit) varies above zero in task0 and only below zero in task1, as strongly."""
+    amplitude = np.array([[1.0, 1.0], [1.0, 0.5], [1.0, 1.0]])
+    trials = unit_trials(amplitude)
+    latents = trials["latents"].values.copy()
+    fluctuation = latents[:6, :, 2].copy()
+    latents[:6, :, 2] = 5.0 + fluctuation  # task0: on (z > 0)
+    latents[6:, :, 2] = -5.0 + fluctuation  # task1: off (z < 0), with the same variance in z
+    trials = trials.assign(latents=(("trial", "time", "unit"), latents))
+    trials.attrs.update({"model": "alrnn", "n_units": 3, "n_nonlinear": 1, **attrs})
+    return trials
+
+
+def test_unit_measures_are_on_rates_by_default_and_on_states_on_request():
+    trials = rectified_unit_trials(slope=0.0)
+    assert (trials["latents"].values[:6, :, 2] > 0).all() and (trials["latents"].values[6:, :, 2] < 0).all()
+    rate = sharing_analysis(trials, n_permutations=0)
+    state = sharing_analysis(trials, n_permutations=0, unit_activity="state")
+    assert (rate.attrs["unit_activity"], state.attrs["unit_activity"]) == ("rate", "state")
+    # In rate the off unit is silent in task1: selective to task0 (FTV +1); in state it varies equally.
+    assert float(rate["task_variance"].sel(unit=2, task="task1")) == 0.0
+    assert float(rate["ftv"].sel(pair="task0|task1", unit=2)) == pytest.approx(1.0)
+    assert float(state["ftv"].sel(pair="task0|task1", unit=2)) == pytest.approx(0.0, abs=1e-9)
+    # The linear units, the subspace measures and the regime measures do not depend on the choice.
+    np.testing.assert_array_equal(rate["task_variance"].sel(unit=[0, 1]), state["task_variance"].sel(unit=[0, 1]))
+    for name in ("covariance_similarity", "subspace_overlap", "js_similarity"):
+        np.testing.assert_array_equal(rate[name].values, state[name].values)
+    assert "rates Φ*(z)" in "\n".join(sharing_report_lines(rate))
+    assert "states z" in "\n".join(sharing_report_lines(state))
+
+
+def test_rates_use_the_slope_of_the_trials_or_of_their_config():
+    leaky = unit_activity(rectified_unit_trials(slope=0.25))
+    latents = rectified_unit_trials()["latents"].transpose("trial", "time", "unit").values
+    np.testing.assert_allclose(leaky.values[..., 2], np.where(latents[..., 2] > 0, 1.0, 0.25) * latents[..., 2])
+    np.testing.assert_array_equal(leaky.values[..., :2], latents[..., :2])
+    old_file = rectified_unit_trials(config=json.dumps({"slope": 0.25}))  # written before the slope attribute
+    np.testing.assert_array_equal(unit_activity(old_file).values, leaky.values)
+    np.testing.assert_array_equal(unit_activity(rectified_unit_trials(), "state").values, latents)
+    with pytest.raises(ValueError, match="rate, state"):
+        sharing_analysis(rectified_unit_trials(), unit_activity="rates")
+
+
+def test_rates_of_a_model_with_hidden_state_rates_are_its_latents():
+    trials = rectified_unit_trials()
+    trials.attrs["model"] = "gru"
+    rate = sharing_analysis(trials, n_permutations=0)
+    state = sharing_analysis(trials, n_permutations=0, unit_activity="state")
+    np.testing.assert_array_equal(rate["task_variance"].values, state["task_variance"].values)
+    assert "not an AL-RNN" in rate.attrs["unit_activity_definition"]
 
 
 @pytest.mark.parametrize("clustering", ["kmeans", "ward"])

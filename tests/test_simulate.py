@@ -34,7 +34,7 @@ def test_dataset_layout(model):
     for condition in ("context", "coh_motion", "coh_colour", "ground_truth", "task"):
         assert trials[condition].dims == ("trial",)
     assert list(trials["output"].values) == ["fixate", "left", "right"]
-    assert trials.attrs["model"] == "alrnn" and trials.attrs["n_nonlinear"] == 4
+    assert trials.attrs["model"] == "alrnn" and trials.attrs["n_nonlinear"] == 4 and trials.attrs["slope"] == 0.0
     assert trials.attrs["n_units"] == 10 and trials.attrs["dt"] == 50.0 and trials.attrs["seed"] == 1
 
 
@@ -120,7 +120,7 @@ def test_many_nonlinear_units_give_packed_regimes():
 
 def test_baselines_have_no_regimes():
     trials = simulate(GRUBaseline(5, 3, 8).eval(), "stimulus-selection", 3, seed=0)
-    assert "regime" not in trials and trials.attrs["model"] == "gru"
+    assert "regime" not in trials and trials.attrs["model"] == "gru" and "slope" not in trials.attrs
 
 
 def test_input_size_mismatch_is_a_clear_error():
@@ -186,5 +186,6 @@ def test_simulate_on_trials_gives_another_model_the_same_trials(model):
     for name in ("inputs", "mask", "epoch", "context", "coh_relevant"):
         xr.testing.assert_equal(paired[name], trials[name])
     assert paired.attrs["n_units"] == 6 and paired.attrs["n_nonlinear"] == 2 and "targets" not in paired
+    assert paired.attrs["slope"] == other.slope
     with pytest.raises(ValueError, match="n_inputs"):
         simulate_on_trials(ALRNN(4, 3, 6, 2), trials)

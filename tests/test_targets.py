@@ -293,6 +293,7 @@ def test_analyze_writes_the_sharing_section_for_a_multi_task_run(tmp_path, toy_t
         with xr.open_dataset(run / "sharing.nc", engine="h5netcdf") as sharing:
             assert set(sharing["task"].values) == {"same", "flip"}
             assert 0.0 <= float(sharing["sharing_index"]) <= 1.0
+            assert sharing.attrs["unit_activity"] == "rate" and sharing.attrs["slope"] == 0.0
         report = (run / "report.md").read_text()
         assert "sharing index" in report.lower()
     capsys.readouterr()
@@ -301,6 +302,10 @@ def test_analyze_writes_the_sharing_section_for_a_multi_task_run(tmp_path, toy_t
     printed = capsys.readouterr().out
     assert "alrnn M=12 P=2" in printed and "alrnn M=12 P=6" in printed and "sharing_index" in printed
     assert figure.is_file()
+    assert main(["analyze", str(runs[2]), "--trials", "40", "--max-regimes", "4", "--unit-activity", "state"]) == 0
+    with xr.open_dataset(runs[2] / "sharing.nc", engine="h5netcdf") as sharing:
+        assert sharing.attrs["unit_activity"] == "state"
+    assert "states z" in (runs[2] / "report.md").read_text()
 
 
 def test_sharing_command_needs_analysed_runs(tmp_path, toy_tasks, capsys):

@@ -118,7 +118,7 @@ def simulate_on_trials(model: torch.nn.Module, trials: xr.Dataset) -> xr.Dataset
     if regimes is not None:
         result["regime"] = (("trial", "time") if regimes.ndim == 2 else ("trial", "time", "regime_byte"), regimes)
     result.attrs.update({"model": getattr(model, "kind", type(model).__name__), "n_units": int(model.n_units),
-                         "n_nonlinear": int(getattr(model, "n_nonlinear", 0) or 0)})
+                         "n_nonlinear": int(getattr(model, "n_nonlinear", 0) or 0), **_slope_attr(model)})
     return result
 
 
@@ -168,6 +168,7 @@ def trials_dataset(
         "model": getattr(model, "kind", type(model).__name__),
         "n_units": int(model.n_units),
         "n_nonlinear": int(model.n_nonlinear),
+        **_slope_attr(model),
         "dt": float(batch.dt),
         "seed": int(seed),
         "n_trials": int(batch.inputs.shape[0]),
@@ -206,3 +207,8 @@ def read_trials(path: str | os.PathLike) -> xr.Dataset:
 
 def _dtype(model: torch.nn.Module) -> torch.dtype:
     return next(model.parameters()).dtype
+
+
+def _slope_attr(model) -> dict[str, float]:
+    """The ``slope`` attribute (α of Φ*) for an AL-RNN; nothing for a model without one."""
+    return {"slope": float(model.slope)} if hasattr(model, "slope") else {}

@@ -27,6 +27,7 @@ from .alrnn import (
     ALRNNParams,
     bits_to_codes,
     codes_to_bits,
+    phi_star,
     regime_codes,
 )
 from .baselines import GRUBaseline, LSTMBaseline, TanhRNN
@@ -49,5 +50,6 @@ __all__ = [
     "bits_to_codes",
     "build_model",
     "codes_to_bits",
+    "phi_star",
     "regime_codes",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "STABLE_SELF_COUPLING",
     "bits_to_codes",
     "codes_to_bits",
+    "phi_star",
     "regime_codes",
 ]
 
@@ -257,6 +258,25 @@ def codes_to_bits(codes: Iterable[int] | np.ndarray, n_nonlinear: int) -> np.nda
     return ((codes[..., None] >> np.arange(n_nonlinear, dtype=np.int64)) & 1).astype(bool)
 
 
+def phi_star(z: np.ndarray, n_nonlinear: int, slope: float = 0.0) -> np.ndarray:
+    r"""Φ*(z), the NumPy twin of :meth:`ALRNN.phi`: identity on the first M−P units, φ on the last P.
+
+    φ(x) = x for x > 0 and α x otherwise (α = ``slope``; 0 gives the ReLU).
+    This is what unit j passes on to the others through W: its *rate*. The
+    result has the dtype of ``z`` (float) and its shape (..., M).
+    """
+    z = np.asarray(z)
+    n_units = z.shape[-1]
+    if not 0 <= n_nonlinear <= n_units:
+        raise ValueError(f"n_nonlinear must lie in [0, {n_units}], got {n_nonlinear}")
+    if not 0.0 <= slope <= 1.0:
+        raise ValueError(f"slope (alpha) must lie in [0, 1], got {slope}")
+    rates = z.copy()
+    tail = rates[..., n_units - n_nonlinear :]  # a view; `-n_nonlinear` would select every unit for P = 0
+    tail[tail <= 0] *= slope
+    return rates
+
+
 def regime_codes(latents: torch.Tensor | np.ndarray, n_nonlinear: int) -> np.ndarray:
     r"""Code of the linear regime (subregion) Ω of each state (..., M): :func:`bits_to_codes` of its bits.
 
@@ -356,11 +376,14 @@ class ALRNNParams:
         """W_Ω = diag(A) + W D_Ω for regime bits (..., P); returns (..., M, M)."""
         return np.diag(self.A) + self.W * self.gains(bits)[..., None, :]
 
+    def phi(self, z: np.ndarray) -> np.ndarray:
+        """Φ*(z) of states z (..., M): :func:`phi_star` with this network's P and α."""
+        return phi_star(z, self.n_nonlinear, self.slope)
+
     def step(self, z: np.ndarray, s: np.ndarray) -> np.ndarray:
         """One update z_{t-1} -> z_t of the map (NumPy, no noise), z (..., M), s (..., K)."""
         z = np.asarray(z, dtype=np.float64)
-        bits = z[..., self.n_units - self.n_nonlinear :] > 0
-        return self.A * z + (z * self.gains(bits)) @ self.W.T + np.asarray(s, dtype=np.float64) @ self.C.T + self.h
+        return self.A * z + self.phi(z) @ self.W.T + np.asarray(s, dtype=np.float64) @ self.C.T + self.h
 
 
 def _check_sizes(**sizes: int) -> None:

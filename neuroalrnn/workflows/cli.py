@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--max-regimes", type=_non_negative_int, default=32,
                          help="analyse the dynamics of this many most occupied regimes (default 32; "
                               "0 = every visited regime, about 10 ms each at M = 256)")
+    analyze.add_argument("--unit-activity", choices=("rate", "state"), default="rate",
+                         help="multi-task runs: compute Yang's task variance, clusters and FTV on the units' rates "
+                              "Φ*(z) (default, as Yang did) or on their states z")
 
     compare = commands.add_parser("compare", help="compare a run's latents with neural recordings (CKA, Procrustes, RSA)")
     compare.add_argument("run_dir", type=Path, metavar="DIR")
@@ -373,7 +376,8 @@ def _bench(args) -> int:
 def _analyze(args) -> int:
     from .run_analysis import analyze_run
 
-    paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes or None)
+    paths = analyze_run(args.run_dir, n_trials=args.trials, max_regimes=args.max_regimes or None,
+                        unit_activity=args.unit_activity)
     for path in paths.values():
         print(f"wrote {path}")
     return 0

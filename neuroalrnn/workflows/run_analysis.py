@@ -38,7 +38,8 @@ def model_step(model: ALRNN):
 
 
 def analyze_run(
-    run_dir: str | Path, *, n_trials: int | None = None, max_regimes: int | None = 32, log=print
+    run_dir: str | Path, *, n_trials: int | None = None, max_regimes: int | None = 32, unit_activity: str = "rate",
+    log=print,
 ) -> dict[str, Path]:
     """Analyse the run in ``run_dir`` on its current test trials; returns the paths written.
 
@@ -49,7 +50,9 @@ def analyze_run(
     evaluation. Writes ``analysis.nc``, ``figures/*.png`` and ``report.md``;
     ``max_regimes`` most occupied regimes get their dynamics analysed (None:
     all visited). A run whose trials hold several tasks also gets the sharing
-    analysis: ``sharing.nc``, its figures and a report section.
+    analysis: ``sharing.nc``, its figures and a report section, with Yang's
+    unit measures on ``unit_activity`` (see
+    :func:`~neuroalrnn.analyses.sharing.sharing_analysis`).
 
     Everything is computed before anything is written, so an analysis that
     fails writes nothing. ``analysis.nc`` and ``sharing.nc`` carry the trials'
@@ -87,7 +90,7 @@ def analyze_run(
                            title=title)
     sharing = None
     if np.unique(trials["task"].values).size >= 2:
-        sharing, sharing_figures, sharing_lines = _sharing_section(trials)
+        sharing, sharing_figures, sharing_lines = _sharing_section(trials, unit_activity)
         figures.update(sharing_figures)
         report += "\n" + "\n".join(sharing_lines) + "\n"
 
@@ -118,12 +121,12 @@ def _epoch_table_to_draw(analysis) -> xr.DataArray:
     return pooled.sel(epoch=epochs).fillna(0)
 
 
-def _sharing_section(trials) -> tuple["xr.Dataset", dict, list[str]]:
+def _sharing_section(trials, unit_activity: str) -> tuple["xr.Dataset", dict, list[str]]:
     """The sharing analysis of a multi-task run (with its trials' provenance), its figures and report lines."""
     from ..analyses.sharing import sharing_analysis, sharing_report_lines
     from ..analyses.sharing_figures import sharing_figures
 
-    sharing = sharing_analysis(trials)
+    sharing = sharing_analysis(trials, unit_activity=unit_activity)
     sharing.attrs.update({name: trials.attrs[name] for name in PROVENANCE_ATTRIBUTES if name in trials.attrs})
     sharing.attrs["format_version"] = FORMAT_VERSION
     figures = sharing_figures(sharing)
