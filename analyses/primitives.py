@@ -281,11 +281,11 @@ def boundary_transients(
     for shift in range(1, window + 1):
         near[:, shift:] |= change[:, :-shift]
         near[:, :-shift] |= change[:, shift:]
-    visit_labels = labels[starts]
-    codes, n_visits = np.unique(visit_labels, return_counts=True)
+    # Every valid step belongs to a visit that starts on a valid step, so both give the same sorted codes.
+    codes, visit_regime, n_visits = np.unique(labels[starts], return_inverse=True, return_counts=True)
     _, n_steps_in = np.unique(labels[valid], return_counts=True)
-    near_start = near[starts]  # per visit, in the same order as visit_labels
-    n_boundary = np.array([np.sum(near_start[visit_labels == code]) for code in codes])
+    # Visits starting near an epoch change, per regime: one pass (P = M visits about one regime per step).
+    n_boundary = np.bincount(visit_regime.ravel(), weights=near[starts], minlength=codes.size).astype(np.int64)
     mean_dwell = n_steps_in / n_visits
     boundary_fraction = n_boundary / n_visits
     return xr.Dataset(

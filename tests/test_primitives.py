@@ -188,6 +188,35 @@ def test_regimes_visited_briefly_at_epoch_boundaries():
     assert int(result["n_visits"].sel(regime=0)) == 6
 
 
+def test_boundary_transients_restated_on_many_regimes_with_padding():
+    # About one regime per step (as at P = M), ragged trials: every count re-derived by walking the steps.
+    rng = np.random.default_rng(5)
+    n_trials, n_time = 30, 40
+    regime = rng.integers(0, 60, size=(n_trials, n_time))
+    regime[:, 10:14] = 3  # some long visits too
+    lengths = rng.integers(20, n_time + 1, size=n_trials)
+    mask = np.arange(n_time)[None, :] < lengths[:, None]
+    epochs = np.where(np.arange(n_time)[None, :] < rng.integers(5, 30, size=(n_trials, 1)), "a", "b")
+    trials = xr.Dataset({"regime": (("trial", "time"), regime), "mask": (("trial", "time"), mask)},
+                        coords={"epoch": (("trial", "time"), epochs)})
+    result = boundary_transients(trials, window=1)
+    visits, boundary, steps = {}, {}, {}
+    for i in range(n_trials):
+        change = {t for t in range(1, lengths[i]) if epochs[i, t] != epochs[i, t - 1]}
+        for t in range(lengths[i]):
+            code = int(regime[i, t])
+            steps[code] = steps.get(code, 0) + 1
+            if t == 0 or regime[i, t - 1] != code:
+                visits[code] = visits.get(code, 0) + 1
+                boundary[code] = boundary.get(code, 0) + int(bool({t - 1, t, t + 1} & change))
+    codes = sorted(visits)
+    assert result["regime"].values.tolist() == codes
+    assert result["n_visits"].values.tolist() == [visits[c] for c in codes]
+    np.testing.assert_allclose(result["mean_dwell"].values, [steps[c] / visits[c] for c in codes])
+    np.testing.assert_allclose(result["boundary_fraction"].values, [boundary[c] / visits[c] for c in codes])
+    assert 0 < sum(boundary.values()) < sum(visits.values())  # the test has power
+
+
 def test_peaks_only_for_the_first_regimes_but_flags_for_all():
     params = _params(A=[0.5, 0.5], W=[[0.0, 2.0], [0.0, 0.0]], C=np.eye(2), h=[0, 0], B=np.eye(2), n_nonlinear=1)
     result = transient_amplification(params, [1, 0], max_power=5, peak_regimes=1)
