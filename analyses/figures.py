@@ -55,11 +55,12 @@ def regime_raster(trials: xr.Dataset, order: Sequence, sort_by: Sequence[str] = 
     rows = np.lexsort(keys) if keys else np.arange(labels.shape[0])
     rows = rows[np.linspace(0, len(rows) - 1, min(max_trials, len(rows))).astype(int)]
     colours = regime_colours(order)
-    index = {code: i for i, code in enumerate(order)}
-    image = np.full(labels.shape, -1.0)
-    for code, i in index.items():
-        image[labels == code] = min(i, len(_PALETTE))
-    image[~mask] = np.nan
+    # Only the drawn rows, and one comparison per coloured regime: at P = M there is about one regime per step.
+    shown = labels[rows]
+    image = np.where(np.isin(shown, np.asarray(order)), float(len(_PALETTE)), -1.0)  # "other" unless not in order
+    for i, code in enumerate(order[: len(_PALETTE)]):
+        image[shown == code] = i
+    image[~mask[rows]] = np.nan
     palette = [colours[c] for c in order[: len(_PALETTE)]] + [OTHER]
     cmap = ListedColormap(palette)
     cmap.set_bad("white")
@@ -68,7 +69,7 @@ def regime_raster(trials: xr.Dataset, order: Sequence, sort_by: Sequence[str] = 
     dt = float(time[1] - time[0]) if len(time) > 1 else 1.0
     fig = Figure(figsize=(8, 4.8))
     ax = fig.add_subplot()
-    ax.imshow(image[rows], aspect="auto", interpolation="nearest", cmap=cmap, norm=norm,
+    ax.imshow(image, aspect="auto", interpolation="nearest", cmap=cmap, norm=norm,
               extent=(time[0] - dt / 2, time[-1] + dt / 2, len(rows) - 0.5, -0.5))
     epochs = trials["epoch"].values[rows]
     change_r, change_t = np.nonzero(epochs[:, 1:] != epochs[:, :-1])

@@ -13,6 +13,7 @@ import xarray as xr
 from sklearn.metrics import normalized_mutual_info_score
 
 from neuroalrnn.analyses import analyze, figures
+from neuroalrnn.analyses.core import regime_labels
 from neuroalrnn.analyses.compare import compare
 from neuroalrnn.analyses.regimes import dwell_times, occupancy_by, regime_epoch_table, regime_statistics
 from neuroalrnn.analyses.report import render_report
@@ -449,6 +450,29 @@ def test_edge_sizes_analysis(edge):
                                        expected, rtol=1e-10, atol=1e-12)
         assert float(analysis["spectral_radius"].sel(regime=code)) == pytest.approx(
             np.abs(np.linalg.eigvals(W_regime)).max())
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_regime_raster_colours_the_most_occupied_regimes_and_greys_the_rest(packed):
+    # About one regime per step, as at P = M: the first len(_PALETTE) of `order` get colours 0.., the rest
+    # "other"; padding is blank; rows are the trials sorted by context, thinned to max_trials.
+    n_palette = len(figures._PALETTE)
+    rng = np.random.default_rng(3)
+    regime = rng.permutation(40 * 12).reshape(40, 12) + 1
+    mask = np.ones(regime.shape, bool)
+    mask[::3, 9:] = False
+    trials = make_trials(regime, mask, np.where(np.arange(12) < 6, "stimulus", "decision")[None].repeat(40, 0),
+                         context=rng.integers(0, 2, 40), packed=packed)
+    labels = regime_labels(trials).values
+    order = list(np.unique(labels[mask]))[::-1]
+    image = figures.regime_raster(trials, order, sort_by=["context"], max_trials=20).axes[0].images[0].get_array()
+    rows = np.lexsort([trials["context"].values])
+    rows = rows[np.linspace(0, 39, 20).astype(int)]
+    position = {code: i for i, code in enumerate(order)}
+    expected = np.array([[min(position[label], n_palette) if ok else np.nan for label, ok in zip(r, m)]
+                         for r, m in zip(labels[rows], mask[rows])])
+    np.testing.assert_array_equal(np.ma.filled(image.astype(float), np.nan), expected)
+    assert (expected == n_palette).any() and (expected < n_palette).any()  # both kinds drawn
 
 
 def test_edge_sizes_report_and_figures(edge, tmp_path):
