@@ -398,7 +398,7 @@ def sharing_analysis(
         "n_permutations": int(n_permutations),
         "unit_activity": unit_activity,
         "unit_activity_definition": (UNIT_ACTIVITIES[unit_activity] if unit_activity == "state"
-                                     or trials.attrs.get("model") in AL_RNN_KINDS
+                                     or _has_states(trials)
                                      else "the latents as given (not an AL-RNN: hidden states are rates)"),
         "regimes": "analysed" if regime_part is not None else "absent (no regime variable)",
         "n_trials": int(trials.sizes["trial"]),
@@ -429,8 +429,13 @@ def unit_activity(trials: xr.Dataset, kind: str = "rate") -> xr.DataArray:
     return latents.copy(data=_activity(trials, np.asarray(latents.values, dtype=np.float64), kind))
 
 
+def _has_states(trials: xr.Dataset) -> bool:
+    """The latents are AL-RNN states z, whose rates are Φ*(z); other models' latents are rates already."""
+    return trials.attrs.get("model") in AL_RNN_KINDS
+
+
 def _activity(trials: xr.Dataset, latents: np.ndarray, kind: str) -> np.ndarray:
-    if kind == "state" or trials.attrs.get("model") not in AL_RNN_KINDS:
+    if kind == "state" or not _has_states(trials):
         return latents
     return phi_star(latents, int(trials.attrs["n_nonlinear"]), _slope(trials))
 

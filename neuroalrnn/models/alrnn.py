@@ -273,7 +273,7 @@ def phi_star(z: np.ndarray, n_nonlinear: int, slope: float = 0.0) -> np.ndarray:
         raise ValueError(f"slope (alpha) must lie in [0, 1], got {slope}")
     rates = z.copy()
     tail = rates[..., n_units - n_nonlinear :]  # a view; `-n_nonlinear` would select every unit for P = 0
-    tail[tail <= 0] *= slope
+    np.multiply(tail, slope, out=tail, where=tail <= 0)  # in place: no boolean-indexed temporaries
     return rates
 
 

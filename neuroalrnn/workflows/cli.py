@@ -9,6 +9,10 @@ Errors: every failure ends in one readable line on stderr and a non-zero exit
 status, never a traceback: 2 for a malformed command line, 1 for anything
 else, 130 for Ctrl-C. :func:`main` is the one place that turns exceptions into
 that line; ``--traceback`` shows the traceback instead (for bug reports).
+
+(Longer than most modules: one parser for all ten commands and their thin
+handlers, kept together so that every option, its help and its check are in
+one place; the work itself is in the library.)
 """
 
 from __future__ import annotations
